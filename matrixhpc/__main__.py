@@ -1,0 +1,3 @@
+from matrixhpc.cli import main
+
+main()

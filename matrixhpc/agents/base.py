@@ -1,0 +1,46 @@
+"""The role API: an async handler over a task plus the resources it declares.
+
+A handler reads the task (row, history, state), may update ``task.state`` and
+returns the turn to append (or None). The worker appends it, stamps timings and
+routes; an exception becomes a turn with an error, never a crashed worker.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from matrixhpc.llm.types import ChatClient
+from matrixhpc.task import Task, Turn
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What a role needs from the node it runs on."""
+
+    llm_service: str | None = None
+    sandbox_image: str | None = None
+
+
+@dataclass(slots=True)
+class AgentContext:
+    """Services an agent may use; handed in by the worker that runs the step."""
+
+    llm: ChatClient
+    worker: str
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Agent(ABC):
+    """One role. Subclass it for a custom agent and name it in the config by import path."""
+
+    resources: Resources = Resources()
+
+    def __init__(self, name: str, options: dict[str, Any] | None = None) -> None:
+        self.name = name
+        self.options = options or {}
+
+    @abstractmethod
+    async def __call__(self, task: Task, ctx: AgentContext) -> Turn | None:
+        """Run one step of ``task``; return the turn to record."""

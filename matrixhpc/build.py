@@ -1,0 +1,112 @@
+"""Turn a validated config into live objects: agents and the router.
+
+Kept apart from the config schema (which must load without importing user code)
+and from the worker (which should not know how roles are declared).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from matrixhpc.agents.base import Agent
+from matrixhpc.agents.llm import LLMAgent
+from matrixhpc.agents.python import PythonAgent
+from matrixhpc.config import RoleConfig, RoutingConfig, RunConfig
+from matrixhpc.imports import import_object
+from matrixhpc.llm.client import LLMClient
+from matrixhpc.llm.replicas import RegistryReplicaSource
+from matrixhpc.llm.types import ClientPolicy
+from matrixhpc.routing import FunctionRouter, GraphRouter, Router, SequentialRouter, graph_edges
+from matrixhpc.rundir import RunDir
+from matrixhpc.runtime.registry import Registry
+from matrixhpc.runtime.worker import Worker, WorkerSpec
+
+
+def build_agent(name: str, role: RoleConfig, cfg: RunConfig) -> Agent:
+    if role.kind == "llm":
+        assert role.service is not None
+        return LLMAgent(
+            name,
+            service=role.service,
+            system=role.system,
+            prompt=role.prompt,
+            dialogue=role.dialogue,
+            params=role.params,
+            sticky=cfg.services[role.service].sticky,
+            options=role.options,
+        )
+    if role.kind == "python":
+        assert role.function is not None
+        return PythonAgent(name, import_object(role.function), role.options)
+    assert role.class_ is not None
+    cls = import_object(role.class_)
+    if not (isinstance(cls, type) and issubclass(cls, Agent)):
+        raise TypeError(f"roles.{name}.class: {role.class_} is not an Agent subclass")
+    agent: Agent = cls(name, role.options)
+    return agent
+
+
+def build_agents(cfg: RunConfig, names: list[str]) -> dict[str, Agent]:
+    return {name: build_agent(name, cfg.roles[name], cfg) for name in names}
+
+
+def build_router(routing: RoutingConfig) -> Router:
+    common = {"max_steps": routing.max_steps, "stop_on_error": routing.stop_on_error}
+    if routing.kind == "sequential":
+        return SequentialRouter(routing.order, repeat=routing.repeat,
+                                stop_when=routing.stop_when, **common)  # fmt: skip
+    if routing.kind == "graph":
+        assert routing.start is not None
+        raw = {k: v if isinstance(v, str) else [e.model_dump() for e in v]
+               for k, v in routing.edges.items()}  # fmt: skip
+        return GraphRouter(routing.start, graph_edges(raw), stop_when=routing.stop_when, **common)
+    assert routing.function is not None
+    return FunctionRouter(import_object(routing.function), **common)
+
+
+def client_policies(cfg: RunConfig) -> dict[str, ClientPolicy]:
+    return {
+        name: ClientPolicy(
+            max_concurrency=svc.max_concurrency,
+            timeout=svc.timeout,
+            max_retries=svc.max_retries,
+            sticky=svc.sticky,
+        )
+        for name, svc in cfg.services.items()
+    }
+
+
+def worker_spec(cfg: RunConfig, run_dir: Path, index: int) -> WorkerSpec:
+    group, _ = cfg.group_of(index)
+    return WorkerSpec(
+        name=f"w{index:03d}",
+        index=index,
+        count=cfg.workers.count,
+        group=group,
+        run_dir=run_dir,
+        dataset_path=cfg.dataset.path,
+        dataset_limit=cfg.dataset.limit,
+        trials=cfg.dataset.trials,
+        required=tuple(cfg.dataset.required),
+        seed=cfg.seed,
+        window=cfg.workers.window,
+        max_active=cfg.workers.max_active,
+        host=cfg.workers.host,
+        shard_records=cfg.output.shard_records,
+        flush_interval=cfg.output.flush_interval,
+    )
+
+
+async def run_worker(run_dir: Path, index: int) -> None:
+    """The body of ``matrixhpc worker``: wire config, agents, router, client and run."""
+    rd = RunDir(run_dir)
+    cfg = rd.load()
+    _, roles = cfg.group_of(index)
+    registry = Registry(rd.registry, scan_interval=1.0)
+    client = LLMClient(RegistryReplicaSource(registry), client_policies(cfg))
+    worker = Worker(worker_spec(cfg, run_dir, index), build_agents(cfg, roles),
+                    build_router(cfg.routing), client, registry)  # fmt: skip
+    try:
+        await worker.run()
+    finally:
+        await client.close()

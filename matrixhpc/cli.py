@@ -1,0 +1,134 @@
+"""The ``matrixhpc`` command: thin click commands that call the layers below."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from matrixhpc.config import ConfigError, RunConfig, load_config
+from matrixhpc.data.readers import DatasetError, expand_paths
+from matrixhpc.rundir import RunDir, default_run_dir
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"matrixhpc: {message}", err=True)
+    sys.exit(code)
+
+
+def _load(config: Path, overrides: list[str], engine: str | None) -> RunConfig:
+    try:
+        if engine is not None:
+            services = load_config(config).services
+            overrides = [f"services.{s}.engine={engine}" for s in services] + list(overrides)
+        cfg = load_config(config, overrides)
+        expand_paths(cfg.dataset.path)
+    except (ConfigError, DatasetError) as exc:
+        _fail(str(exc))
+    return cfg
+
+
+def _event_loop_policy() -> None:
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
+
+
+@click.group()
+@click.version_option(package_name="matrixhpc")
+def main() -> None:
+    """Peer-to-peer multi-agent synthetic data generation on Slurm clusters."""
+
+
+@main.command(context_settings={"ignore_unknown_options": False})
+@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("overrides", nargs=-1)
+@click.option("--local", "launcher", flag_value="local", help="Run on this machine.")
+@click.option("--slurm", "launcher", flag_value="slurm", help="Run through Slurm.")
+@click.option("--engine", type=click.Choice(["simulated", "llamacpp", "vllm"]),
+              help="Swap every LLM service for this engine (simulated = dry run).")  # fmt: skip
+@click.option("--run-dir", type=click.Path(path_type=Path), help="Default runs/<name>-<time>.")
+def run(config: Path, overrides: tuple[str, ...], launcher: str | None, engine: str | None,
+        run_dir: Path | None) -> None:  # fmt: skip
+    """Run the workflow in CONFIG; KEY=VALUE overrides any config key by dotted path."""
+    from matrixhpc.launch.local import launch_local
+
+    cfg = _load(config, list(overrides), engine)
+    if launcher == "slurm":
+        _fail("the Slurm launcher is not available yet; use --local")
+    run_dir = run_dir or default_run_dir(cfg)
+    if (run_dir / "run.json").exists():
+        _fail(f"{run_dir} already holds a run")
+    sys.exit(launch_local(cfg, run_dir))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--watch", type=float, default=0, help="Refresh every N seconds.")
+def status(run_dir: Path, as_json: bool, watch: float) -> None:
+    """Progress of a run, live or finished."""
+    from matrixhpc.status import read_status, render
+
+    while True:
+        st = read_status(run_dir)
+        if as_json:
+            payload = {"run": st.run, "totals": st.totals, "workers": st.workers,
+                       "replicas": st.replicas, "eta": st.eta}  # fmt: skip
+            click.echo(json.dumps(payload, indent=2, default=str))
+        else:
+            click.echo(render(st))
+        if not watch:
+            return
+        time.sleep(watch)
+        click.clear()
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--timeout", default=20.0, help="Seconds before SIGKILL.")
+def stop(run_dir: Path, timeout: float) -> None:
+    """Stop every process a local run started."""
+    from matrixhpc.launch.process import pid_alive
+    from matrixhpc.runtime.registry import read_json
+
+    pids = read_json(RunDir(run_dir).pids) or {}
+    targets = [pids["launcher"]] if pids.get("launcher") else []
+    targets += [c["pid"] for c in pids.get("children", [])]
+    live = [p for p in targets if pid_alive(p)]
+    for pid in live:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while any(pid_alive(p) for p in live) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in (p for p in live if pid_alive(p)):
+        os.kill(pid, signal.SIGKILL)
+    click.echo(f"stopped {len(live)} process(es) of {run_dir}")
+
+
+@main.command()
+@click.option("--run-dir", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--index", required=True, type=int, help="This worker's index (array task id).")
+def worker(run_dir: Path, index: int) -> None:
+    """Run one worker of a run (started by the launchers)."""
+    from matrixhpc.build import run_worker
+    from matrixhpc.llm.serve import run_until_signal
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    _event_loop_policy()
+    asyncio.run(run_until_signal(run_worker(run_dir, index)))
+
+
+from matrixhpc.cli_serve import serve  # noqa: E402
+
+main.add_command(serve)

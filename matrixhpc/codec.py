@@ -1,0 +1,81 @@
+"""The only module that knows bytes: frames on the wire and task records inside them.
+
+A frame is one type-tag byte followed by a msgpack body. A task travels as a
+positional array (smaller and faster than a map; the field order is the schema).
+Anything that does not decode raises :class:`CodecError` so that a receiver can
+drop and count it instead of crashing.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import msgpack
+
+from matrixhpc.task import Task
+
+
+class CodecError(ValueError):
+    """A frame or record that cannot be decoded."""
+
+
+class FrameType(enum.IntEnum):
+    TASK = 1  # a task handed to a peer for its next step
+    ACK = 2  # a receiver has taken a task (id, attempt, hop)
+    RETURN = 3  # a finished task going back to its origin
+    CONTROL = 4  # run-level messages (stop, ping)
+
+
+_TASK_FIELDS = (
+    "id", "seed", "row", "origin", "next", "attempt", "hop", "status",
+    "history", "state", "error", "created", "updated",
+)  # fmt: skip
+
+
+def pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def unpack(data: bytes) -> Any:
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise CodecError(f"undecodable msgpack: {exc}") from exc
+
+
+def task_to_wire(task: Task) -> list[Any]:
+    return [getattr(task, name) for name in _TASK_FIELDS]
+
+
+def task_from_wire(body: Any) -> Task:
+    if not isinstance(body, list) or len(body) != len(_TASK_FIELDS):
+        raise CodecError("task body is not a task array")
+    fields = dict(zip(_TASK_FIELDS, body, strict=True))
+    if not isinstance(fields["id"], str) or not isinstance(fields["history"], list):
+        raise CodecError("task body has wrong field types")
+    if not isinstance(fields["row"], dict) or not isinstance(fields["state"], dict):
+        raise CodecError("task body has wrong field types")
+    return Task(**fields)
+
+
+def encode_task(task: Task, kind: FrameType = FrameType.TASK) -> bytes:
+    return bytes((kind,)) + pack(task_to_wire(task))
+
+
+def encode(kind: FrameType, body: Any) -> bytes:
+    return bytes((kind,)) + pack(body)
+
+
+def decode(frame: bytes) -> tuple[FrameType, Any]:
+    """Split a frame into its type and decoded body; TASK/RETURN bodies become Tasks."""
+    if not frame:
+        raise CodecError("empty frame")
+    try:
+        kind = FrameType(frame[0])
+    except ValueError as exc:
+        raise CodecError(f"unknown frame type {frame[0]}") from exc
+    body = unpack(frame[1:])
+    if kind in (FrameType.TASK, FrameType.RETURN):
+        return kind, task_from_wire(body)
+    return kind, body

@@ -1,0 +1,1 @@
+"""Dataset readers, output shard writers, the manifest."""

@@ -1,0 +1,157 @@
+"""The local launcher: LLM services and workers as subprocesses of ``matrixhpc run``.
+
+Order: services first (a worker with no live replica would only wait), then
+workers; the launcher watches them, draws progress from their status files, and
+on the first worker failure or on Ctrl-C/SIGTERM stops everything it started.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from matrixhpc.config import RunConfig
+from matrixhpc.data.manifest import build_manifest
+from matrixhpc.data.readers import count_rows
+from matrixhpc.launch.process import Child, matrixhpc_argv, spawn, stop, tail
+from matrixhpc.launch.progress import Progress
+from matrixhpc.rundir import RunDir
+from matrixhpc.runtime.registry import Registry, atomic_write_json, read_json
+
+POLL = 0.5
+
+
+class LaunchError(RuntimeError):
+    """A process of the run failed; the message carries the tail of its log."""
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+class LocalLauncher:
+    def __init__(self, rd: RunDir, cfg: RunConfig) -> None:
+        self.rd = rd
+        self.cfg = cfg
+        self.children: list[Child] = []
+
+    # ---------------------------------------------------------------- run
+
+    def run(self) -> int:
+        previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        total = count_rows(self.cfg.dataset.path, self.cfg.dataset.limit) * self.cfg.dataset.trials
+        self._record(state="starting", total_tasks=total)
+        try:
+            self.start_services()
+            self.start_workers()
+            self._record(state="running")
+            self.watch(total)
+        except Interrupted as exc:
+            print(f"\n[matrixhpc] {exc}: stopping the run", file=sys.stderr)
+            self._shutdown("stopped")
+            return 130
+        except LaunchError as exc:
+            print(f"[matrixhpc] {exc}", file=sys.stderr)
+            self._shutdown("failed")
+            return 1
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        self._shutdown("finished")
+        return 0
+
+    def _shutdown(self, state: str) -> None:
+        stop(self.children)
+        manifest = build_manifest(self.rd.output, name=self.cfg.name,
+                                  config_hash=self.cfg.fingerprint(), state=state)  # fmt: skip
+        self._record(state=state, finished=time.time(), records=manifest["records"])
+
+    def _record(self, **fields: Any) -> None:
+        run = read_json(self.rd.root / "run.json") or {
+            "name": self.cfg.name, "launcher": "local", "started": time.time(),
+            "config_hash": self.cfg.fingerprint(),
+        }  # fmt: skip
+        run.update(fields)
+        atomic_write_json(self.rd.root / "run.json", run)
+
+    def _save_pids(self) -> None:
+        import os
+
+        atomic_write_json(self.rd.pids, {
+            "launcher": os.getpid(),
+            "children": [{"name": c.name, "kind": c.kind, "pid": c.pid} for c in self.children],
+        })  # fmt: skip
+
+    # ---------------------------------------------------------------- services
+
+    def start_services(self) -> None:
+        for name, svc in self.cfg.services.items():
+            for k in range(svc.replicas):
+                argv = matrixhpc_argv("serve", svc.engine, "--run-dir", str(self.rd.root),
+                                      "--service", name, "--replica", str(k))  # fmt: skip
+                log = self.rd.logs / f"{name}-{k}.log"
+                self.children.append(spawn(f"{name}-{k}", "service", argv, log))
+        self._save_pids()
+        for name, svc in self.cfg.services.items():
+            self._wait_ready(name, svc.replicas, svc.startup_timeout)
+
+    def _wait_ready(self, service: str, replicas: int, timeout: float) -> None:
+        registry = Registry(self.rd.registry)
+        deadline = time.monotonic() + timeout
+        while True:
+            self._check_alive("service")
+            live = registry.entries(f"llm/{service}", fresh=True)
+            if sum(1 for e in live.values() if e.get("state", "ready") == "ready") >= replicas:
+                return
+            if time.monotonic() > deadline:
+                raise LaunchError(f"service {service!r}: not ready after {timeout:.0f}s")
+            time.sleep(0.1)
+
+    # ---------------------------------------------------------------- workers
+
+    def start_workers(self) -> None:
+        for i in range(self.cfg.workers.count):
+            argv = matrixhpc_argv("worker", "--run-dir", str(self.rd.root), "--index", str(i))
+            self.children.append(spawn(f"w{i:03d}", "worker", argv, self.rd.logs / f"w{i:03d}.log"))
+        self._save_pids()
+
+    def watch(self, total: int) -> None:
+        progress = Progress(self.rd.root, total)
+        try:
+            while True:
+                self._check_alive("service")
+                workers = [c for c in self.children if c.kind == "worker"]
+                codes = [c.exited() for c in workers]
+                if any(code not in (None, 0) for code in codes):
+                    self._check_alive("worker")
+                progress.update()
+                if all(code == 0 for code in codes):
+                    break
+                time.sleep(POLL)
+            progress.update(final=True)
+        finally:
+            progress.close()
+
+    def _check_alive(self, kind: str) -> None:
+        for child in self.children:
+            code = child.exited()
+            if child.kind == kind and code is not None and (kind == "service" or code != 0):
+                raise LaunchError(
+                    f"{kind} {child.name} exited with code {code}; last lines of {child.log}:\n"
+                    + tail(child.log)
+                )
+
+
+def launch_local(cfg: RunConfig, run_dir: Path) -> int:
+    rd = RunDir(run_dir)
+    rd.create(cfg)
+    print(f"[matrixhpc] run directory: {run_dir}", file=sys.stderr)
+    return LocalLauncher(rd, cfg).run()

@@ -1,0 +1,89 @@
+"""Serving one LLM replica: start it, register it once healthy, heartbeat, deregister.
+
+The registry entry ``registry/llm/<service>/<replica>.json`` is written only when
+the server answers, so clients never see a replica that cannot serve; it is
+removed on exit, and its heartbeat stops if the process dies, so clients drop
+it after the TTL even when nobody cleans up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from matrixhpc.runtime.registry import Registry
+
+
+@dataclass(frozen=True)
+class ReplicaSpec:
+    service: str
+    replica: str
+    model: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    api_key_file: Path | None = None
+    max_concurrency: int | None = None
+    registry_root: Path | None = None
+
+    @property
+    def api_key(self) -> str | None:
+        return self.api_key_file.read_text().strip() if self.api_key_file else None
+
+    def entry(self, port: int, engine: str, **extra: Any) -> dict[str, Any]:
+        host = socket.getfqdn() if self.host in ("0.0.0.0", "*") else self.host
+        return {
+            "url": f"http://{host}:{port}/v1",
+            "model": self.model,
+            "engine": engine,
+            "api_key_file": str(self.api_key_file) if self.api_key_file else None,
+            "max_concurrency": self.max_concurrency,
+            "state": "ready",
+            **extra,
+        }
+
+
+async def run_until_signal(main: Awaitable[None]) -> None:
+    """Run ``main`` until it ends or SIGTERM/SIGINT arrives; then cancel it cleanly."""
+    task = asyncio.ensure_future(main)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def registered(spec: ReplicaSpec, entry: dict[str, Any],
+                     until: Callable[[], Awaitable[None]]) -> None:  # fmt: skip
+    """Keep the replica registered (heartbeats) while ``until()`` runs; deregister after."""
+    if spec.registry_root is None:
+        await until()
+        return
+    registry = Registry(spec.registry_root)
+    kind = f"llm/{spec.service}"
+    registry.register(kind, spec.replica, entry)
+    beat = asyncio.create_task(registry.heartbeat(kind, spec.replica, lambda: entry))
+    try:
+        await until()
+    finally:
+        beat.cancel()
+        registry.deregister(kind, spec.replica)
+
+
+async def serve_simulated(spec: ReplicaSpec, profile_name: str, time_scale: float) -> None:
+    from matrixhpc.llm.engines.simulated import PROFILES, create_app, start_server
+
+    profile = PROFILES[profile_name]
+    app = create_app(profile, time_scale=time_scale, model=spec.model, api_key=spec.api_key)
+    runner, port = await start_server(app, spec.host, spec.port)
+    entry = spec.entry(port, "simulated", profile=profile_name, time_scale=time_scale)
+    print(f"simulated engine {spec.service}/{spec.replica} ready on {entry['url']}", flush=True)
+    try:
+        await registered(spec, entry, lambda: asyncio.Event().wait())
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,142 @@
+"""Routers decide which role handles a task next. Pure: no I/O, no clocks.
+
+A router runs inside whichever worker just ran a step, so that no central
+orchestrator sees every hop. ``first`` picks the opening role; ``after`` is
+called once a step has been appended to the history (``task.next`` still names
+the role that just ran) and returns the next role or :data:`END`.
+
+Conditions (``stop_when``, graph edge ``when``) are Jinja expressions over
+``task``, ``row``, ``state``, ``history`` and ``last`` (the last turn).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import jinja2
+
+from matrixhpc.task import END, Task
+
+_env = jinja2.Environment()
+
+
+class Router(Protocol):
+    def first(self, task: Task) -> str: ...
+
+    def after(self, task: Task) -> str: ...
+
+
+Condition = Callable[[Task], bool]
+
+
+def compile_condition(source: str) -> Condition:
+    expr = _env.compile_expression(source)
+
+    def check(task: Task) -> bool:
+        # a key the workflow has not set yet ("state.turns" before the first turn)
+        # makes the condition false rather than failing the task
+        try:
+            return bool(
+                expr(task=task, row=task.row, state=task.state, history=task.history,
+                     last=task.last_turn() or {})
+            )  # fmt: skip
+        except jinja2.UndefinedError:
+            return False
+
+    return check
+
+
+def _failed(task: Task) -> bool:
+    last = task.last_turn()
+    return bool(last and last.get("error"))
+
+
+class _Stops:
+    """What every router shares: end on error, on a condition, or on a step budget."""
+
+    def __init__(self, stop_when: str | None, max_steps: int, stop_on_error: bool) -> None:
+        self.stop_when = compile_condition(stop_when) if stop_when else None
+        self.max_steps = max_steps
+        self.stop_on_error = stop_on_error
+
+    def should_stop(self, task: Task) -> bool:
+        if self.stop_on_error and _failed(task):
+            return True
+        if task.hop >= self.max_steps:
+            return True
+        return bool(self.stop_when and self.stop_when(task))
+
+
+class SequentialRouter(_Stops):
+    """A fixed order of roles, once or cyclically (``repeat``)."""
+
+    def __init__(self, order: list[str], *, repeat: bool = False, stop_when: str | None = None,
+                 max_steps: int = 100, stop_on_error: bool = True) -> None:  # fmt: skip
+        super().__init__(stop_when, max_steps, stop_on_error)
+        self.order = order
+        self.repeat = repeat
+
+    def first(self, task: Task) -> str:
+        return self.order[0]
+
+    def after(self, task: Task) -> str:
+        if self.should_stop(task):
+            return END
+        if not self.repeat and task.hop >= len(self.order):
+            return END
+        return self.order[task.hop % len(self.order)]
+
+
+class GraphRouter(_Stops):
+    """Edges from each role: a fixed successor or a list of (condition, successor)."""
+
+    def __init__(self, start: str, edges: dict[str, list[tuple[Condition | None, str]]], *,
+                 stop_when: str | None = None, max_steps: int = 100,
+                 stop_on_error: bool = True) -> None:  # fmt: skip
+        super().__init__(stop_when, max_steps, stop_on_error)
+        self.start = start
+        self.edges = edges
+
+    def first(self, task: Task) -> str:
+        return self.start
+
+    def after(self, task: Task) -> str:
+        if self.should_stop(task):
+            return END
+        for condition, target in self.edges.get(task.next, []):
+            if condition is None or condition(task):
+                return END if target.upper() == "END" else target
+        return END
+
+
+class FunctionRouter(_Stops):
+    """A user function ``fn(task) -> role | None``; None (or "END") ends the task."""
+
+    def __init__(self, fn: Callable[[Task], str | None], *, max_steps: int = 100,
+                 stop_on_error: bool = True) -> None:  # fmt: skip
+        super().__init__(None, max_steps, stop_on_error)
+        self.fn = fn
+
+    def _call(self, task: Task) -> str:
+        role = self.fn(task)
+        return END if role is None or role.upper() == "END" else role
+
+    def first(self, task: Task) -> str:
+        return self._call(task)
+
+    def after(self, task: Task) -> str:
+        return END if self.should_stop(task) else self._call(task)
+
+
+def graph_edges(raw: dict[str, Any]) -> dict[str, list[tuple[Condition | None, str]]]:
+    """Compile config edges (a role name, or a list of ``{when, to}``)."""
+    edges: dict[str, list[tuple[Condition | None, str]]] = {}
+    for src, dst in raw.items():
+        if isinstance(dst, str):
+            edges[src] = [(None, dst)]
+            continue
+        edges[src] = [
+            (compile_condition(e["when"]) if e.get("when") else None, e["to"]) for e in dst
+        ]
+    return edges

@@ -1,0 +1,66 @@
+"""The worker directory as seen by one worker: who hosts which role, how loaded.
+
+Built from the registry's ``workers`` entries (cached scans), plus what this
+worker has sent each peer since it last read that peer's advertised load, so a
+burst of hand-offs spreads out instead of all landing on the peer that looked
+idlest a second ago.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from matrixhpc.runtime.registry import Registry
+
+KIND = "workers"
+
+
+class PeerDirectory:
+    def __init__(self, registry: Registry, me: str) -> None:
+        self.registry = registry
+        self.me = me
+        self._entries: dict[str, dict[str, Any]] = {}
+        self._sent: dict[str, int] = {}
+
+    def refresh(self, *, fresh: bool = False) -> None:
+        entries = self.registry.entries(KIND, fresh=fresh)
+        if entries is not self._entries:
+            for name, entry in entries.items():
+                if self._entries.get(name, {}).get("heartbeat") != entry.get("heartbeat"):
+                    self._sent[name] = 0
+            self._entries = entries
+
+    def address_of(self, worker: str) -> str | None:
+        entry = self._entries.get(worker)
+        return entry.get("address") if entry else None
+
+    def pick(self, role: str) -> tuple[str, str] | None:
+        """(name, address) of the least-loaded live peer hosting ``role``."""
+        best: tuple[float, float, str, str] | None = None
+        for name, entry in self._entries.items():
+            if name == self.me or role not in entry.get("roles", ()):
+                continue
+            if entry.get("state") == "exited":
+                continue
+            load = entry.get("active", 0) + entry.get("queued", 0) + self._sent.get(name, 0)
+            score = load / max(1, entry.get("max_active", 1))
+            candidate = (score, random.random(), name, entry["address"])
+            if best is None or candidate < best:
+                best = candidate
+        if best is None:
+            return None
+        self._sent[best[2]] = self._sent.get(best[2], 0) + 1
+        return best[2], best[3]
+
+    def hosts(self, role: str) -> bool:
+        """Whether some other live worker hosts ``role`` (somewhere to shed load to)."""
+        return any(
+            name != self.me and role in e.get("roles", ()) and e.get("state") != "exited"
+            for name, e in self._entries.items()
+        )
+
+    def finished(self, expected: int) -> bool:
+        """True once all ``expected`` workers have declared their own tasks written."""
+        done = [e for e in self._entries.values() if e.get("origin_done")]
+        return len(done) >= expected

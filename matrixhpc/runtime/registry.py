@@ -1,0 +1,121 @@
+"""A registry of small JSON files on the shared filesystem.
+
+Why files: every cluster has a shared filesystem and nothing else in common; no
+server to start, no locks (Lustre/NFS locking is slow or broken), one writer per
+file. Writes are temp-file + rename (atomic on POSIX filesystems, Lustre and NFS
+included). Liveness is a heartbeat timestamp inside the file plus a TTL; readers
+cache directory scans and refresh with jitter so that thousands of clients do not
+storm the metadata server in lockstep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_TTL = 30.0
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write JSON so that readers see the old file or the new one, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{random.getrandbits(32):08x}.tmp")
+    tmp.write_text(json.dumps(data, separators=(",", ":"), default=str))
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any | None:
+    """Read a JSON file, or None if it vanished or is mid-replacement garbage."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class _Scan:
+    at: float = 0.0
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class Registry:
+    """``root/<kind>/<name>.json``; ``kind`` may be nested, e.g. ``llm/<service>``."""
+
+    def __init__(
+        self, root: Path | str, *, ttl: float = DEFAULT_TTL, scan_interval: float = 2.0
+    ) -> None:
+        self.root = Path(root)
+        self.ttl = ttl
+        self.scan_interval = scan_interval
+        self._scans: dict[str, _Scan] = {}
+
+    def path(self, kind: str, name: str) -> Path:
+        return self.root / kind / f"{name}.json"
+
+    def register(self, kind: str, name: str, data: dict[str, Any], *, ttl: float | None = -1.0) -> None:
+        """Write (or refresh) an entry. ``ttl=None`` makes it permanent (a tombstone
+        such as "this worker finished" that must outlive its writer)."""
+        entry = dict(data)
+        entry.update(
+            name=name,
+            heartbeat=time.time(),
+            ttl=self.ttl if ttl is not None and ttl < 0 else ttl,
+            host=entry.get("host", socket.gethostname()),
+            pid=entry.get("pid", os.getpid()),
+        )
+        atomic_write_json(self.path(kind, name), entry)
+
+    def deregister(self, kind: str, name: str) -> None:
+        self.path(kind, name).unlink(missing_ok=True)
+
+    def entries(self, kind: str, *, fresh: bool = False) -> dict[str, dict[str, Any]]:
+        """Live entries of a kind, from a cached scan no older than ~scan_interval."""
+        scan = self._scans.setdefault(kind, _Scan())
+        now = time.time()
+        if fresh or now >= scan.at:
+            scan.entries = self._scan(kind, now)
+            scan.at = now + self.scan_interval * random.uniform(0.75, 1.25)
+        return {n: e for n, e in scan.entries.items() if _alive(e, now)}
+
+    def _scan(self, kind: str, now: float) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        try:
+            names = [d.name for d in os.scandir(self.root / kind) if d.name.endswith(".json")]
+        except FileNotFoundError:
+            return found
+        for name in names:
+            entry = read_json(self.root / kind / name)
+            if isinstance(entry, dict):
+                found[name[:-5]] = entry
+        return found
+
+    async def heartbeat(
+        self,
+        kind: str,
+        name: str,
+        data: Callable[[], dict[str, Any]],
+        interval: float | None = None,
+    ) -> None:
+        """Refresh an entry forever (cancel to stop); a failed write is retried next beat."""
+        period = interval if interval is not None else max(self.ttl / 4, 0.2)
+        while True:
+            try:
+                self.register(kind, name, data())
+            except OSError:
+                pass
+            await asyncio.sleep(period * random.uniform(0.9, 1.1))
+
+
+def _alive(entry: dict[str, Any], now: float) -> bool:
+    ttl = entry.get("ttl")
+    if ttl is None:
+        return True
+    return bool(now - float(entry.get("heartbeat", 0)) <= float(ttl))

@@ -1,0 +1,49 @@
+"""Counters a worker keeps and the status file it writes for ``matrixhpc status``."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+RATE_WINDOW = 10.0  # seconds over which rates are computed
+
+
+@dataclass
+class WorkerStats:
+    steps: int = 0  # agent steps run here (hops)
+    sent: int = 0  # tasks handed to peers
+    received: int = 0  # tasks taken from the inbox
+    returned: int = 0  # finished tasks sent back to their origin
+    dropped_frames: int = 0  # malformed or unknown frames
+    step_errors: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    row_errors: int = 0
+    started: float = field(default_factory=time.time)
+    _marks: list[tuple[float, int, int, int]] = field(default_factory=list, repr=False)
+
+    def rates(self, done: int) -> dict[str, float]:
+        """Rates over the last RATE_WINDOW seconds (tasks done by this origin, tokens, steps)."""
+        now = time.time()
+        self._marks.append((now, done, self.tokens_out, self.steps))
+        while len(self._marks) > 2 and now - self._marks[1][0] >= RATE_WINDOW:
+            self._marks.pop(0)
+        t0, d0, k0, s0 = self._marks[0]
+        span = max(now - t0, 1e-9)
+        if span < 0.5:
+            return {"tasks_per_s": 0.0, "tokens_per_s": 0.0, "steps_per_s": 0.0}
+        return {
+            "tasks_per_s": (done - d0) / span,
+            "tokens_per_s": (self.tokens_out - k0) / span,
+            "steps_per_s": (self.steps - s0) / span,
+        }
+
+    def counters(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+
+
+def base_status(name: str, group: str) -> dict[str, Any]:
+    return {"worker": name, "group": group, "pid": os.getpid(), "host": socket.gethostname()}

@@ -1,0 +1,86 @@
+"""Aggregate the per-worker status files of a run for ``matrixhpc status`` and progress bars."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from matrixhpc.runtime.registry import Registry, read_json
+
+SUMMED = ("admitted", "done", "ok", "failed", "in_flight", "active", "queued", "steps",
+          "sent", "received", "dropped_frames", "tokens_in", "tokens_out", "row_errors",
+          "tasks_per_s", "tokens_per_s", "steps_per_s")  # fmt: skip
+
+
+@dataclass
+class RunStatus:
+    run_dir: Path
+    run: dict[str, Any]
+    workers: list[dict[str, Any]]
+    replicas: dict[str, list[dict[str, Any]]]
+    totals: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def expected(self) -> int | None:
+        total = self.run.get("total_tasks")
+        return None if total is None else int(total)
+
+    @property
+    def eta(self) -> float | None:
+        rate = self.totals.get("tasks_per_s", 0.0)
+        if self.expected is None or rate <= 0:
+            return None
+        return max(0.0, (self.expected - self.totals.get("done", 0)) / rate)
+
+
+def read_status(run_dir: Path) -> RunStatus:
+    run = read_json(run_dir / "run.json") or {}
+    workers = [
+        w for p in sorted((run_dir / "status").glob("*.json")) if (w := read_json(p)) is not None
+    ]
+    registry = Registry(run_dir / "registry")
+    replicas: dict[str, list[dict[str, Any]]] = {}
+    llm_root = run_dir / "registry" / "llm"
+    if llm_root.is_dir():
+        for service in sorted(os.listdir(llm_root)):
+            replicas[service] = list(registry.entries(f"llm/{service}").values())
+    status = RunStatus(run_dir, run, workers, replicas)
+    status.totals = {k: sum(float(w.get(k, 0)) for w in workers) for k in SUMMED}
+    return status
+
+
+def _fmt_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return time.strftime("%H:%M:%S", time.gmtime(seconds))
+
+
+def render(status: RunStatus) -> str:
+    t = status.totals
+    run = status.run
+    expected = status.expected
+    lines = [
+        f"run {status.run_dir}  state={run.get('state', '?')}  launcher={run.get('launcher', '?')}",
+        f"tasks {int(t.get('done', 0))}/{expected if expected is not None else '?'}"
+        f"  ok={int(t.get('ok', 0))} failed={int(t.get('failed', 0))}"
+        f"  in_flight={int(t.get('in_flight', 0))}  bad_rows={int(t.get('row_errors', 0))}",
+        f"rate {t.get('tasks_per_s', 0):.1f} tasks/s  {t.get('tokens_per_s', 0):.0f} out tok/s"
+        f"  {t.get('steps_per_s', 0):.0f} steps/s  eta {_fmt_eta(status.eta)}",
+        "",
+        f"{'worker':8} {'group':8} {'host':14} {'pid':>7} {'adm':>6} {'done':>6} "
+        f"{'fail':>5} {'fly':>5} {'act':>5} {'queue':>5} {'steps':>7} {'tok/s':>7}",
+    ]
+    for w in status.workers:
+        lines.append(
+            f"{w.get('worker', '?'):8} {w.get('group', '?'):8} {str(w.get('host', '?'))[:14]:14} "
+            f"{w.get('pid', 0):>7} {w.get('admitted', 0):>6} {w.get('done', 0):>6} "
+            f"{w.get('failed', 0):>5} {w.get('in_flight', 0):>5} {w.get('active', 0):>5} "
+            f"{w.get('queued', 0):>5} {w.get('steps', 0):>7} {w.get('tokens_per_s', 0):>7.0f}"
+        )
+    for service, entries in status.replicas.items():
+        names = ", ".join(f"{e['name']}@{e.get('url', '?')}" for e in entries) or "none live"
+        lines.append(f"service {service}: {len(entries)} live replica(s): {names}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Python steps used by the shipped workflows (configs/*.yaml)."""

@@ -1,0 +1,420 @@
+"""LLMClient against real aiohttp servers on 127.0.0.1 (no mocks of the HTTP layer)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from matrixhpc.llm.client import LLMClient
+from matrixhpc.llm.replicas import RegistryReplicaSource, StaticReplicaSource
+from matrixhpc.llm.types import ChatResult, ClientPolicy, LLMError, ReplicaInfo
+from matrixhpc.runtime.registry import Registry
+
+MSG = [{"role": "user", "content": "hi"}]
+FAST: dict[str, Any] = {"backoff_base": 0.01, "backoff_max": 0.05}
+
+
+class FakeLLM:
+    """A tiny OpenAI-style chat server that counts hits and peak concurrency.
+
+    ``mode`` is how the first ``fail_first`` requests fail (all of them if None):
+    "500", "429", "400" or "drop" (close the connection without answering).
+    ``gate``: when given, every request is held until the event is set.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        delay: float = 0.0,
+        mode: str = "ok",
+        fail_first: int | None = None,
+        tool_calls: list[dict[str, Any]] | None = None,
+        gate: asyncio.Event | None = None,
+    ) -> None:
+        self.name = name
+        self.delay = delay
+        self.mode = mode
+        self.fail_first = fail_first
+        self.tool_calls = tool_calls
+        self.gate = gate
+        self.hits = 0
+        self.current = 0
+        self.peak = 0
+        self.bodies: list[dict[str, Any]] = []
+        self.auth: list[str | None] = []
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self) -> FakeLLM:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.handle)
+        self.runner = web.AppRunner(app, shutdown_timeout=0.2, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
+        self.port = self.runner.addresses[0][1]
+        return self
+
+    async def stop(self) -> None:
+        if self.gate is not None:
+            self.gate.set()
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+    def info(self, **kw: Any) -> ReplicaInfo:
+        return ReplicaInfo(self.name, f"http://127.0.0.1:{self.port}/v1", f"m-{self.name}", **kw)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.hits += 1
+        self.bodies.append(await request.json())
+        self.auth.append(request.headers.get("Authorization"))
+        failing = self.mode != "ok" and (self.fail_first is None or self.hits <= self.fail_first)
+        if failing:
+            return self.fail(request)
+        self.current += 1
+        self.peak = max(self.peak, self.current)
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            elif self.delay:
+                await asyncio.sleep(self.delay)
+        finally:
+            self.current -= 1
+        content = None if self.tool_calls else f"hello from {self.name}"
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if self.tool_calls:
+            message["tool_calls"] = self.tool_calls
+        return web.json_response(
+            {
+                "choices": [{"message": message, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8},
+            }
+        )
+
+    def fail(self, request: web.Request) -> web.StreamResponse:
+        if self.mode == "drop":
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()
+        status = int(self.mode)
+        body = {"error": {"message": f"{self.name} says {status}", "type": "x"}}
+        return web.json_response(body, status=status)
+
+
+ServerFactory = Callable[..., Awaitable[FakeLLM]]
+
+
+@pytest_asyncio.fixture
+async def server() -> AsyncIterator[ServerFactory]:
+    started: list[FakeLLM] = []
+
+    async def make(name: str, **kw: Any) -> FakeLLM:
+        srv = await FakeLLM(name, **kw).start()
+        started.append(srv)
+        return srv
+
+    yield make
+    for srv in started:
+        await srv.stop()
+
+
+async def dead_info(name: str) -> ReplicaInfo:
+    """A replica whose port refuses connections: start a server, then stop it."""
+    srv = await FakeLLM(name).start()
+    await srv.stop()
+    return srv.info()
+
+
+def client_for(infos: list[ReplicaInfo], **policy: Any) -> tuple[LLMClient, StaticReplicaSource]:
+    source = StaticReplicaSource({"svc": infos})
+    client = LLMClient(source, {"svc": ClientPolicy(**{**FAST, **policy})}, cooldown=5.0)
+    return client, source
+
+
+async def wait_until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.asyncio
+async def test_roundtrip_body_auth_usage_and_stats(server: ServerFactory) -> None:
+    a = await server("a")
+    client, _ = client_for([a.info(api_key="sekret")])
+    res = await client.chat("svc", MSG, {"temperature": 0.5, "max_tokens": 7})
+    await client.close()
+    assert res.text == "hello from a"
+    assert res.replica == "a" and res.finish_reason == "stop"
+    assert res.usage["prompt_tokens"] == 3 and res.usage["completion_tokens"] == 5
+    assert res.attempts == 1 and res.errors == [] and res.latency > 0
+    assert res.tool_calls is None
+    assert a.bodies[0] == {"model": "m-a", "messages": MSG, "temperature": 0.5, "max_tokens": 7}
+    assert a.auth == ["Bearer sekret"]
+    st = client.stats()["svc"]
+    assert (st["requests"], st["failures"], st["retries"]) == (1, 0, 0)
+    assert (st["tokens_in"], st["tokens_out"], st["outstanding"]) == (3, 5, 0)
+    assert st["replicas"]["a"]["requests"] == 1
+
+
+@pytest.mark.asyncio
+async def test_tool_calls_pass_through(server: ServerFactory) -> None:
+    calls = [
+        {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "lookup", "arguments": '{"q": "x"}'},
+        }
+    ]
+    a = await server("a", tool_calls=calls)
+    client, _ = client_for([a.info()])
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {}}}]
+    res = await client.chat("svc", MSG, {"tools": tools, "tool_choice": "auto"})
+    await client.close()
+    assert res.text == "" and res.tool_calls == calls
+    assert a.bodies[0]["tools"] == tools and a.bodies[0]["tool_choice"] == "auto"
+    assert a.auth == [None]
+
+
+@pytest.mark.asyncio
+async def test_equal_replicas_share_a_burst(server: ServerFactory) -> None:
+    a, b = await server("a", delay=0.05), await server("b", delay=0.05)
+    client, _ = client_for([a.info(), b.info()])
+    await asyncio.gather(*(client.chat("svc", MSG, {}) for _ in range(40)))
+    await client.close()
+    assert abs(a.hits - b.hits) <= 2 and a.hits + b.hits == 40
+
+
+@pytest.mark.asyncio
+async def test_slow_replica_gets_fewer_requests(server: ServerFactory) -> None:
+    slow, fast = await server("slow", delay=0.2), await server("fast")
+    client, _ = client_for([slow.info(), fast.info()])
+    todo = iter(range(80))
+
+    async def worker() -> None:
+        for _ in todo:
+            await client.chat("svc", MSG, {})
+
+    await asyncio.gather(*(worker() for _ in range(8)))
+    await client.close()
+    assert slow.hits + fast.hits == 80
+    assert slow.hits <= 20 < fast.hits
+
+
+@pytest.mark.asyncio
+async def test_per_replica_limit_is_exact(server: ServerFactory) -> None:
+    gate = asyncio.Event()
+    a, b = await server("a", gate=gate), await server("b", gate=gate)
+    # a declares its own cap (3), below the policy's 5; b gets the policy's 5
+    client, _ = client_for([a.info(max_concurrency=3), b.info()], max_concurrency=5)
+    tasks = [asyncio.create_task(client.chat("svc", MSG, {})) for _ in range(30)]
+    await wait_until(lambda: a.current == 3 and b.current == 5)
+    await asyncio.sleep(0.2)  # would a 4th / 6th request get through?
+    assert (a.peak, b.peak) == (3, 5)
+    st = client.stats()["svc"]
+    assert st["outstanding"] == 30
+    assert st["replicas"]["a"]["inflight"] == 3 and st["replicas"]["b"]["inflight"] == 5
+    gate.set()
+    results = await asyncio.gather(*tasks)
+    assert len(results) == 30 and (a.peak, b.peak) == (3, 5)
+    assert client.stats()["svc"]["outstanding"] == 0
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_no_hidden_cap_below_the_limit(server: ServerFactory) -> None:
+    gate = asyncio.Event()
+    a = await server("a", gate=gate)
+    client, _ = client_for([a.info()], max_concurrency=300)
+    tasks = [asyncio.create_task(client.chat("svc", MSG, {})) for _ in range(350)]
+    await wait_until(lambda: a.current == 300, timeout=15)
+    await asyncio.sleep(0.2)
+    assert a.peak == 300
+    gate.set()
+    assert len(await asyncio.gather(*tasks)) == 350
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_500_retries_on_another_replica(server: ServerFactory) -> None:
+    bad, good = await server("bad", mode="500"), await server("good")
+    client, _ = client_for([bad.info(), good.info()])
+    results: list[ChatResult] = []
+    for _ in range(20):  # sequential: each first pick is a coin toss between the two
+        results.append(await client.chat("svc", MSG, {}))
+    await client.close()
+    assert all(r.replica == "good" for r in results)
+    assert bad.hits >= 1  # P(never picked first) = 2**-20
+    retried = [r for r in results if r.attempts > 1]
+    assert len(retried) == bad.hits  # failover: never the failed replica twice
+    assert all(r.attempts == 2 and r.errors[0].startswith("bad: HTTP 500") for r in retried)
+    assert all("bad says 500" in r.errors[0] for r in retried)
+    assert client.stats()["svc"]["retries"] == bad.hits
+
+
+@pytest.mark.asyncio
+async def test_retries_exhausted_raise(server: ServerFactory) -> None:
+    bad = await server("bad", mode="500")
+    client, _ = client_for([bad.info()], max_retries=2)
+    with pytest.raises(LLMError, match=r"3 attempts failed.*bad says 500"):
+        await client.chat("svc", MSG, {})
+    await client.close()
+    assert bad.hits == 3
+    st = client.stats()["svc"]
+    assert (st["failures"], st["retries"]) == (1, 2)
+
+
+@pytest.mark.asyncio
+async def test_429_and_dropped_connection_are_retried(server: ServerFactory) -> None:
+    busy = await server("busy", mode="429", fail_first=1)
+    drop = await server("drop", mode="drop", fail_first=1)
+    for srv in (busy, drop):
+        source = StaticReplicaSource({"svc": [srv.info()]})
+        client = LLMClient(source, {"svc": ClientPolicy(**FAST)}, cooldown=0.05)
+        res = await client.chat("svc", MSG, {})
+        await client.close()
+        assert res.attempts == 2 and res.replica == srv.name and len(res.errors) == 1
+    assert busy.hits == 2 and drop.hits == 2
+
+
+@pytest.mark.asyncio
+async def test_timeout_fails_over(server: ServerFactory) -> None:
+    slow, fast = await server("slow", delay=3.0), await server("fast")
+    client, _ = client_for([slow.info(), fast.info()], timeout=0.2, max_retries=1)
+    results = await asyncio.gather(*(client.chat("svc", MSG, {}) for _ in range(4)))
+    await client.close()
+    assert all(r.replica == "fast" for r in results)
+    timed_out = [r for r in results if r.attempts == 2]
+    assert len(timed_out) == 2 and all("timeout" in r.errors[0] for r in timed_out)
+
+
+@pytest.mark.asyncio
+async def test_refused_replica_is_benched(server: ServerFactory) -> None:
+    good = await server("good")
+    client, _ = client_for([await dead_info("dead"), good.info()])
+    first = await asyncio.gather(*(client.chat("svc", MSG, {}) for _ in range(10)))
+    assert all(r.replica == "good" for r in first)
+    assert sum(r.attempts == 2 for r in first) == 5  # the burst split 5/5, then failed over
+    dead_stats = client.stats()["svc"]["replicas"]["dead"]
+    assert dead_stats["failures"] == dead_stats["requests"] == 5
+    assert dead_stats["cooldown"] > 3  # still listed by the source, but benched
+    second = await asyncio.gather(*(client.chat("svc", MSG, {}) for _ in range(20)))
+    await client.close()
+    assert all(r.replica == "good" and r.attempts == 1 for r in second)
+    assert client.stats()["svc"]["replicas"]["dead"]["requests"] == 5
+    assert good.hits == 30
+
+
+@pytest.mark.asyncio
+async def test_cooldown_expires_and_doubles(server: ServerFactory) -> None:
+    good = await server("good")
+    source = StaticReplicaSource({"svc": [await dead_info("dead"), good.info()]})
+    client = LLMClient(source, {"svc": ClientPolicy(**FAST)}, cooldown=0.2, cooldown_max=10)
+    # a pair of concurrent requests always splits one per replica (least outstanding)
+    await asyncio.gather(*(client.chat("svc", MSG, {}) for _ in range(2)))
+    dead = client.stats()["svc"]["replicas"]["dead"]
+    assert dead["requests"] == 1 and 0 < dead["cooldown"] <= 0.2
+    await asyncio.sleep(0.3)
+    await asyncio.gather(*(client.chat("svc", MSG, {}) for _ in range(2)))
+    dead = client.stats()["svc"]["replicas"]["dead"]
+    await client.close()
+    assert dead["requests"] == 2 and 0.2 < dead["cooldown"] <= 0.4
+
+
+@pytest.mark.asyncio
+async def test_bad_request_is_not_retried(server: ServerFactory) -> None:
+    a = await server("a", mode="400")
+    client, _ = client_for([a.info()])
+    with pytest.raises(LLMError, match="HTTP 400: a says 400"):
+        await client.chat("svc", MSG, {})
+    await client.close()
+    assert a.hits == 1
+    st = client.stats()["svc"]
+    assert (st["failures"], st["retries"]) == (1, 0)
+
+
+@pytest.mark.asyncio
+async def test_no_replica_raises_after_waiting() -> None:
+    client, _ = client_for([], wait_for_replica=0.3)
+    t0 = time.monotonic()
+    with pytest.raises(LLMError, match="no live replica of service svc"):
+        await client.chat("svc", MSG, {})
+    assert 0.3 <= time.monotonic() - t0 < 3
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_replica_registered_later_is_used(server: ServerFactory) -> None:
+    a = await server("a")
+    client, source = client_for([], wait_for_replica=10)
+    task = asyncio.create_task(client.chat("svc", MSG, {}))
+    await asyncio.sleep(0.2)
+    assert not task.done()
+    source.set("svc", [a.info()])
+    res = await asyncio.wait_for(task, 5)
+    await client.close()
+    assert res.replica == "a" and res.attempts == 1
+
+
+@pytest.mark.asyncio
+async def test_sticky_keys_are_consistent_and_move_minimally(server: ServerFactory) -> None:
+    srvs = [await server(f"r{i}") for i in range(3)]
+    client, source = client_for([s.info() for s in srvs], sticky=True)
+    keys = [f"dialogue-{i}" for i in range(90)]
+
+    async def route() -> dict[str, str]:
+        res = await asyncio.gather(*(client.chat("svc", MSG, {}, sticky_key=k) for k in keys))
+        return {k: r.replica for k, r in zip(keys, res, strict=True)}
+
+    before = await route()
+    assert await route() == before
+    assert set(before.values()) == {"r0", "r1", "r2"}
+    # a second client (another process) agrees: the hash is stable, not Python's hash()
+    other, _ = client_for([s.info() for s in srvs], sticky=True)
+    res = await other.chat("svc", MSG, {}, sticky_key=keys[0])
+    assert res.replica == before[keys[0]]
+    await other.close()
+
+    source.set("svc", [srvs[0].info(), srvs[2].info()])  # r1 goes away
+    after = await route()
+    await client.close()
+    for k in keys:
+        if before[k] == "r1":
+            assert after[k] in ("r0", "r2")
+        else:
+            assert after[k] == before[k]
+
+
+@pytest.mark.asyncio
+async def test_sticky_key_fails_over_from_a_dead_owner(server: ServerFactory) -> None:
+    good = await server("good")
+    client, _ = client_for([await dead_info("dead"), good.info()], sticky=True)
+    results = [await client.chat("svc", MSG, {}, sticky_key=f"k{i}") for i in range(30)]
+    await client.close()
+    assert all(r.replica == "good" for r in results)
+    assert sum(r.attempts == 2 for r in results) == 1  # the first owner-is-dead key only
+
+
+@pytest.mark.asyncio
+async def test_registry_source_end_to_end(server: ServerFactory, tmp_path: Path) -> None:
+    a = await server("a")
+    key_file = tmp_path / "key"
+    key_file.write_text("  k-123\n")
+    registry = Registry(tmp_path / "reg")
+    url = f"http://127.0.0.1:{a.port}/v1"
+    registry.register("llm/svc", "r0", {"url": url, "model": "m", "api_key_file": str(key_file)})
+    registry.register(
+        "llm/svc", "r1", {"url": "http://127.0.0.1:9/v1", "model": "m", "state": "starting"}
+    )
+    client = LLMClient(RegistryReplicaSource(registry), {})
+    res = await client.chat("svc", MSG, {})
+    await client.close()
+    assert res.replica == "r0" and a.auth == ["Bearer k-123"] and a.bodies[0]["model"] == "m"
