@@ -39,7 +39,8 @@ def extract_answer(task: Task, options: dict[str, Any]) -> dict[str, Any]:
         return {"answers": answers, "extracted": None}
     valid = "ABCDEFGHIJ"[: len(task.row.get("options", [])) or 10]
     letter = find_letter(last.get("content", ""), valid)
-    answers[last["role"]] = letter
+    if letter is not None:  # a turn that commits to nothing keeps the side's last answer
+        answers[last["role"]] = letter
     return {"answers": answers, "extracted": letter}
 
 

@@ -567,19 +567,12 @@ _LINE_OPTION = re.compile(r"^\s*([A-Z])[.)]\s", re.MULTILINE)
 
 
 def find_choice_letters(req: ChatRequest) -> list[str]:
-    """Option letters of a multiple-choice question in the last user/system message.
+    """Option letters of a multiple-choice question in the user/system messages.
 
     Only a run starting at A counts (A, B, C, ... up to the first gap), so that a stray
     "(I)" or "I. " in prose is not mistaken for options.
     """
-    text = next(
-        (
-            t
-            for r, t in zip(reversed(req.roles), reversed(req.texts), strict=True)
-            if r in ("user", "system")
-        ),
-        "",
-    )
+    text = "\n".join(t for r, t in zip(req.roles, req.texts, strict=True) if r in ("user", "system"))
     found = set(_PAREN_OPTION.findall(text)) | set(_LINE_OPTION.findall(text))
     letters: list[str] = []
     for code in range(ord("A"), ord("Z") + 1):
