@@ -28,7 +28,7 @@ class FrameType(enum.IntEnum):
 
 
 _TASK_FIELDS = (
-    "id", "seed", "row", "origin", "next", "attempt", "hop", "status",
+    "id", "seed", "row", "origin", "next", "attempt", "token", "hop", "status",
     "history", "state", "error", "created", "updated",
 )  # fmt: skip
 

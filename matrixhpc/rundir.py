@@ -54,14 +54,24 @@ class RunDir:
             sub.mkdir(exist_ok=True)
         os.chmod(self.secrets, 0o700)
         dump_config(cfg, self.config)
+        for service in cfg.services:
+            self.service_key(service)
 
     def service_key(self, service: str) -> Path:
         """A per-run API key for one LLM service (mode 0600), created on first use."""
         path = self.secrets / f"{service}.key"
-        if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_urlsafe(32))
+        if path.exists():
+            return path
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(32))
+        try:
+            os.link(tmp, path)  # first writer wins; a concurrent one keeps the winner's key
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
         return path
 
 

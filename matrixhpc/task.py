@@ -40,6 +40,7 @@ class Task:
     origin: str
     next: str = END
     attempt: int = 0
+    token: int = 0  # random per admission: the origin accepts a return only with its token
     hop: int = 0
     status: str = "running"
     history: list[Turn] = field(default_factory=list)

@@ -19,6 +19,7 @@ class WorkerStats:
     returned: int = 0  # finished tasks sent back to their origin
     dropped_frames: int = 0  # malformed or unknown frames
     step_errors: int = 0
+    orphans: int = 0  # finished tasks whose origin never appeared
     tokens_in: int = 0
     tokens_out: int = 0
     row_errors: int = 0

@@ -234,7 +234,12 @@ class Worker:
         if task.origin == self.spec.name:
             self._complete(task)
             return
+        deadline = time.monotonic() + PEER_WAIT
         while (address := self.peers.address_of(task.origin)) is None:
+            if time.monotonic() > deadline:  # a forged or foreign task: nobody to return it to
+                log.warning("task %s: origin %s unknown; dropped", task.id, task.origin)
+                self.stats.orphans += 1
+                return
             await asyncio.sleep(0.2)
             self.peers.refresh(fresh=True)
         await self.outbox.send(address, encode_task(task, FrameType.RETURN))

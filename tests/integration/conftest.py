@@ -1,0 +1,83 @@
+"""Helpers for multi-process tests: a small dialogue workflow over the simulated engine."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def mcq_rows(n: int) -> list[dict[str, Any]]:
+    return [
+        {"id": f"q{i}", "question": f"Question number {i}?", "options": ["w", "x", "y", "z"],
+         "answer": "ABCD"[i % 4]}
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def write_dataset(path: Path, rows: list[dict[str, Any]], extra_lines: list[str] = ()) -> Path:  # type: ignore[assignment]
+    lines = [json.dumps(r) for r in rows] + list(extra_lines)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def dialogue_config(tmp: Path, dataset: Path, **sections: Any) -> Path:
+    """The Coral workflow on the simulated engine, fast time scale; sections override."""
+    cfg = yaml.safe_load((REPO / "configs" / "coral.yaml").read_text())
+    cfg["services"]["llm"].update(
+        engine="simulated", replicas=2, max_concurrency=256,
+        simulated={"profile": "h100-llama3.1-8b", "time_scale": 0.002},
+    )  # fmt: skip
+    cfg["dataset"]["path"] = str(dataset)
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            cfg[key].update(value)
+        else:
+            cfg[key] = value
+    path = tmp / "workflow.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def matrixhpc(*args: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "matrixhpc", *args], capture_output=True, text=True,
+        timeout=timeout, cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+
+
+def records(run_dir: Path) -> list[dict[str, Any]]:
+    out = []
+    for shard in sorted(glob.glob(str(run_dir / "output" / "part-*.jsonl"))):
+        out += [json.loads(line) for line in Path(shard).read_text().splitlines()]
+    return out
+
+
+def assert_complete(recs: list[dict[str, Any]], expected: int) -> None:
+    ids = [r["id"] for r in recs]
+    assert len(ids) == expected, f"{len(ids)} records, expected {expected}"
+    assert len(set(ids)) == expected, "duplicate task ids in the output"
+    for r in recs:
+        assert r["status"] == "ok", r
+        assert r["hops"] == len(r["history"]), r["id"]
+        roles = [t["role"] for t in r["history"]]
+        assert roles[:3] == ["student", "extractor", "matcher"], roles
+        for turn in r["history"]:
+            assert not turn.get("error"), turn
+            if turn["role"] in ("student", "teacher"):
+                assert turn["content"] and turn["usage"]["completion_tokens"] > 0
+        assert r["state"]["agreed"] or r["state"]["turns"] >= 6
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    return write_dataset(tmp_path / "mcq.jsonl", mcq_rows(50))

@@ -1,0 +1,112 @@
+"""Bad input never stops a run: garbage frames, bad dataset rows; `stop` ends everything."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgpack
+import zmq
+
+from conftest import assert_complete, dialogue_config, matrixhpc, mcq_rows, records, write_dataset
+from matrixhpc.codec import FrameType, encode_task
+from matrixhpc.launch.process import pid_alive
+from matrixhpc.task import Task
+
+
+def _start(cfg: Path, run_dir: Path, *overrides: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "matrixhpc", "run", str(cfg), "--local", "--run-dir",
+         str(run_dir), *overrides],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _wait_for(predicate: object, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise TimeoutError("condition not met")
+
+
+def _garbage_frames() -> list[bytes]:
+    rng = random.Random(7)
+    frames = [b"", b"\x00", b"\xff" * 64, bytes([FrameType.TASK]) + b"\xc1\xc1",
+              bytes([FrameType.TASK]) + msgpack.packb({"not": "a task"}),
+              bytes([FrameType.RETURN]) + msgpack.packb([1, 2, 3]),
+              bytes([FrameType.CONTROL]) + msgpack.packb("hello")]  # fmt: skip
+    frames += [bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 300))) for _ in range(200)]
+    forged = Task(id="r0-t0", seed=1, row={}, origin="w000", next="__end__", status="ok")
+    frames.append(encode_task(forged, FrameType.RETURN))  # a duplicate return: must not be written
+    return frames
+
+
+def test_garbage_frames_do_not_stop_the_run(tmp_path: Path, dataset: Path) -> None:
+    cfg = dialogue_config(tmp_path, dataset)
+    cfg.write_text(cfg.read_text().replace("time_scale: 0.002", "time_scale: 0.03"))
+    run_dir = tmp_path / "run"
+    proc = _start(cfg, run_dir, "dataset.trials=4", "workers.count=2")
+    entry = run_dir / "registry" / "workers" / "w000.json"
+    _wait_for(entry.exists)
+    address = json.loads(entry.read_text())["address"]
+    frames = _garbage_frames()
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PUSH)
+    sock.connect(address)
+    for frame in frames:
+        sock.send(frame)
+    sock.close(linger=2000)
+    ctx.term()
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    recs = records(run_dir)
+    assert_complete(recs, 200)
+    status = json.loads((run_dir / "status" / "w000.json").read_text())
+    assert status["dropped_frames"] >= len(frames) - 1 - 10  # random bytes may hit a valid tag
+    forged = [r for r in recs if r["id"] == "r0-t0"]
+    assert len(forged) == 1 and forged[0]["history"], "the forged empty return must not win"
+
+
+def test_bad_rows_are_recorded_and_the_rest_completes(tmp_path: Path) -> None:
+    rows = mcq_rows(30)
+    bad = ['{"id": "broken", "question": ', '["a list", "not an object"]',
+           json.dumps({"id": "no-options", "question": "q?", "answer": "A"})]  # fmt: skip
+    data = write_dataset(tmp_path / "mixed.jsonl", rows, bad)
+    cfg = dialogue_config(tmp_path, data)
+    run_dir = tmp_path / "run"
+    proc = matrixhpc("run", str(cfg), "--local", "dataset.trials=2", "--run-dir", str(run_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert_complete(records(run_dir), 60)
+    errors = [json.loads(x) for x in (run_dir / "output" / "_errors.jsonl").read_text().splitlines()]
+    assert sorted(e["line"] for e in errors) == [31, 32, 33]
+    assert all(e["source"] == str(data) and e["reason"] for e in errors)
+    assert any("options" in e["reason"] for e in errors)
+    manifest = json.loads((run_dir / "output" / "_manifest.json").read_text())
+    assert manifest["row_errors"] == 3 and manifest["records"] == 60
+
+
+def test_stop_ends_every_process(tmp_path: Path, dataset: Path) -> None:
+    cfg = dialogue_config(tmp_path, dataset)
+    cfg.write_text(cfg.read_text().replace("time_scale: 0.002", "time_scale: 1.0"))
+    run_dir = tmp_path / "run"
+    proc = _start(cfg, run_dir, "dataset.trials=20")
+    pids_file = run_dir / "pids.json"
+    _wait_for(lambda: pids_file.exists() and len(json.loads(pids_file.read_text())["children"]) == 4)
+    _wait_for(lambda: (run_dir / "status" / "w001.json").exists())
+    pids = json.loads(pids_file.read_text())
+    stopped = matrixhpc("stop", str(run_dir))
+    assert stopped.returncode == 0, stopped.stderr
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    for child in pids["children"]:
+        assert not pid_alive(child["pid"]), child
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["state"] == "stopped"
+    assert os.path.exists(run_dir / "output" / "_manifest.json")

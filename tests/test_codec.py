@@ -1,0 +1,182 @@
+"""The codec: frames and task records; anything undecodable is a CodecError."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import msgpack
+import pytest
+
+from matrixhpc.codec import (
+    CodecError,
+    FrameType,
+    decode,
+    encode,
+    encode_task,
+    pack,
+    task_from_wire,
+    task_to_wire,
+)
+from matrixhpc.task import Task
+
+
+def _rich_task() -> Task:
+    return Task(
+        id="tâsk-0001-😀",
+        seed=2**40 + 3,
+        row={"question": "¿Qué es π?", "options": ["3.14", "22/7", "√10"], "nested": {"a": [1, {"b": None}]}},
+        origin="worker-3",
+        next="teacher",
+        attempt=2,
+        hop=17,
+        status="running",
+        history=[
+            {"role": "student", "content": "I think (B) — 因为…", "usage": {"prompt_tokens": 12, "completion_tokens": 30},
+             "timings": {"start": 1.5, "end": 2.25}, "error": None, "replica": "r0", "finish_reason": "stop"},
+            {"role": "extractor", "content": "", "data": {"answers": {"student": "B"}, "empty": {}, "list": []}},
+        ],
+        state={"answers": {"student": "B"}, "turns": 1, "flags": [True, False], "ratio": 0.125,
+               "bytes": b"\x00\xff", 7: "int key"},
+        error=None,
+        created=1700000000.123456,
+        updated=1700000001.5,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", [FrameType.TASK, FrameType.RETURN])
+def test_task_round_trip_keeps_every_field(kind: FrameType) -> None:
+    task = _rich_task()
+    frame = encode_task(task, kind)
+    assert frame[0] == int(kind)
+    got_kind, got = decode(frame)
+    assert got_kind is kind
+    assert isinstance(got, Task)
+    assert got == task
+    assert got is not task
+    # spot checks that would survive a broken __eq__
+    assert got.state[7] == "int key" and got.state["bytes"] == b"\x00\xff"
+    assert got.history[0]["content"] == "I think (B) — 因为…"
+    assert got.created == 1700000000.123456
+
+
+def test_default_kind_is_task() -> None:
+    assert decode(encode_task(_rich_task()))[0] is FrameType.TASK
+
+
+def test_wire_is_a_positional_array_in_schema_order() -> None:
+    task = _rich_task()
+    wire = task_to_wire(task)
+    assert isinstance(wire, list) and len(wire) == 13
+    assert wire[0] == task.id and wire[1] == task.seed and wire[-1] == task.updated
+    assert task_from_wire(wire) == task
+
+
+@pytest.mark.parametrize(
+    ("kind", "body"),
+    [
+        (FrameType.ACK, ["t-1", 0, 3]),
+        (FrameType.CONTROL, {"op": "stop", "reason": "ünïcode"}),
+        (FrameType.CONTROL, None),
+        (FrameType.ACK, {"ids": [["a", 1, 2], ["b", 0, 1]]}),
+    ],
+)
+def test_non_task_frames_round_trip_their_body(kind: FrameType, body: Any) -> None:
+    frame = encode(kind, body)
+    assert frame[0] == int(kind)
+    assert decode(frame) == (kind, body)
+
+
+def test_every_frame_type_is_covered_and_distinct() -> None:
+    assert {int(k) for k in FrameType} == {1, 2, 3, 4}
+    for kind in FrameType:
+        body = task_to_wire(_rich_task()) if kind in (FrameType.TASK, FrameType.RETURN) else [1]
+        got_kind, _ = decode(encode(kind, body))
+        assert got_kind is kind
+
+
+def test_empty_frame() -> None:
+    with pytest.raises(CodecError, match="empty"):
+        decode(b"")
+
+
+@pytest.mark.parametrize("tag", [0, 5, 99, 255])
+def test_unknown_type_byte(tag: int) -> None:
+    with pytest.raises(CodecError, match="unknown frame type"):
+        decode(bytes((tag,)) + pack([1, 2]))
+
+
+def test_type_byte_without_body() -> None:
+    with pytest.raises(CodecError):
+        decode(bytes((FrameType.ACK,)))
+
+
+def test_truncated_msgpack() -> None:
+    frame = encode_task(_rich_task())
+    for cut in (2, len(frame) // 2, len(frame) - 1):
+        with pytest.raises(CodecError):
+            decode(frame[:cut])
+
+
+def test_trailing_bytes_are_rejected() -> None:
+    with pytest.raises(CodecError):
+        decode(encode(FrameType.ACK, [1]) + b"\x01")
+
+
+def test_random_garbage_only_ever_raises_codec_error() -> None:
+    rng = random.Random(12345)
+    decoded = failed = 0
+    valid_frame = encode_task(_rich_task())
+    for i in range(600):
+        if i % 3 == 0:
+            # a valid type byte followed by garbage: exercises the msgpack and task paths
+            frame = bytes((rng.choice([1, 2, 3, 4]),)) + rng.randbytes(rng.randint(0, 64))
+        elif i % 3 == 1:
+            frame = rng.randbytes(rng.randint(1, 64))
+        else:
+            # a valid frame with a few flipped bytes
+            buf = bytearray(valid_frame)
+            for _ in range(rng.randint(1, 4)):
+                buf[rng.randrange(1, len(buf))] = rng.randrange(256)
+            frame = bytes(buf[: rng.randint(1, len(buf))])
+        try:
+            kind, _ = decode(frame)
+        except CodecError:
+            failed += 1
+        else:
+            assert isinstance(kind, FrameType)
+            decoded += 1
+    assert failed > 100  # the loop really hit the error paths
+
+
+def _wire(**changes: Any) -> list[Any]:
+    wire = task_to_wire(_rich_task())
+    names = ["id", "seed", "row", "origin", "next", "attempt", "hop", "status",
+             "history", "state", "error", "created", "updated"]  # fmt: skip
+    for name, value in changes.items():
+        wire[names.index(name)] = value
+    return wire
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _wire()[:-1],  # one field short
+        [*_wire(), "extra"],  # one too many
+        [],
+        {"id": "t"},  # a map, not an array
+        "task",
+        None,
+        _wire(id=42),
+        _wire(history={"role": "a"}),
+        _wire(row=["not", "a", "dict"]),
+        _wire(state="nope"),
+    ],
+    ids=["short", "long", "empty", "map", "str", "nil", "id-int", "history-map", "row-list",
+         "state-str"],  # fmt: skip
+)
+@pytest.mark.parametrize("kind", [FrameType.TASK, FrameType.RETURN])
+def test_bad_task_bodies(kind: FrameType, body: Any) -> None:
+    frame = bytes((kind,)) + msgpack.packb(body, use_bin_type=True)
+    with pytest.raises(CodecError, match="task"):
+        decode(frame)
