@@ -51,17 +51,30 @@ def build_agents(cfg: RunConfig, names: list[str]) -> dict[str, Agent]:
 
 
 def build_router(routing: RoutingConfig) -> Router:
-    common = {"max_steps": routing.max_steps, "stop_on_error": routing.stop_on_error}
+    steps, on_error = routing.max_steps, routing.stop_on_error
     if routing.kind == "sequential":
-        return SequentialRouter(routing.order, repeat=routing.repeat,
-                                stop_when=routing.stop_when, **common)  # fmt: skip
+        return SequentialRouter(
+            routing.order,
+            repeat=routing.repeat,
+            stop_when=routing.stop_when,
+            max_steps=steps,
+            stop_on_error=on_error,
+        )
     if routing.kind == "graph":
         assert routing.start is not None
-        raw = {k: v if isinstance(v, str) else [e.model_dump() for e in v]
-               for k, v in routing.edges.items()}  # fmt: skip
-        return GraphRouter(routing.start, graph_edges(raw), stop_when=routing.stop_when, **common)
+        raw = {
+            k: v if isinstance(v, str) else [e.model_dump() for e in v]
+            for k, v in routing.edges.items()
+        }
+        return GraphRouter(
+            routing.start,
+            graph_edges(raw),
+            stop_when=routing.stop_when,
+            max_steps=steps,
+            stop_on_error=on_error,
+        )
     assert routing.function is not None
-    return FunctionRouter(import_object(routing.function), **common)
+    return FunctionRouter(import_object(routing.function), max_steps=steps, stop_on_error=on_error)
 
 
 def client_policies(cfg: RunConfig) -> dict[str, ClientPolicy]:
@@ -104,8 +117,13 @@ async def run_worker(run_dir: Path, index: int) -> None:
     _, roles = cfg.group_of(index)
     registry = Registry(rd.registry, scan_interval=1.0)
     client = LLMClient(RegistryReplicaSource(registry), client_policies(cfg))
-    worker = Worker(worker_spec(cfg, run_dir, index), build_agents(cfg, roles),
-                    build_router(cfg.routing), client, registry)  # fmt: skip
+    worker = Worker(
+        worker_spec(cfg, run_dir, index),
+        build_agents(cfg, roles),
+        build_router(cfg.routing),
+        client,
+        registry,
+    )
     try:
         await worker.run()
     finally:

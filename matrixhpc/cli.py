@@ -55,11 +55,19 @@ def main() -> None:
 @click.argument("overrides", nargs=-1)
 @click.option("--local", "launcher", flag_value="local", help="Run on this machine.")
 @click.option("--slurm", "launcher", flag_value="slurm", help="Run through Slurm.")
-@click.option("--engine", type=click.Choice(["simulated", "llamacpp", "vllm"]),
-              help="Swap every LLM service for this engine (simulated = dry run).")  # fmt: skip
+@click.option(
+    "--engine",
+    type=click.Choice(["simulated", "llamacpp", "vllm"]),
+    help="Swap every LLM service for this engine (simulated = dry run).",
+)
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Default runs/<name>-<time>.")
-def run(config: Path, overrides: tuple[str, ...], launcher: str | None, engine: str | None,
-        run_dir: Path | None) -> None:  # fmt: skip
+def run(
+    config: Path,
+    overrides: tuple[str, ...],
+    launcher: str | None,
+    engine: str | None,
+    run_dir: Path | None,
+) -> None:
     """Run the workflow in CONFIG; KEY=VALUE overrides any config key by dotted path."""
     from matrixhpc.launch.local import launch_local
 
@@ -83,8 +91,13 @@ def status(run_dir: Path, as_json: bool, watch: float) -> None:
     while True:
         st = read_status(run_dir)
         if as_json:
-            payload = {"run": st.run, "totals": st.totals, "workers": st.workers,
-                       "replicas": st.replicas, "eta": st.eta}  # fmt: skip
+            payload = {
+                "run": st.run,
+                "totals": st.totals,
+                "workers": st.workers,
+                "replicas": st.replicas,
+                "eta": st.eta,
+            }
             click.echo(json.dumps(payload, indent=2, default=str))
         else:
             click.echo(render(st))

@@ -3,44 +3,51 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-from matrixhpc.llm.serve import ReplicaSpec, run_until_signal, serve_simulated
+from matrixhpc.llm.engines.commands import EngineUnavailable
+from matrixhpc.llm.serve import ReplicaSpec, run_until_signal, serve_engine, serve_simulated
 from matrixhpc.rundir import RunDir
 
 
-def _spec(run_dir: Path | None, service: str, replica: int, host: str, port: int,
-          model: str | None) -> tuple[ReplicaSpec, dict[str, object]]:  # fmt: skip
+def _spec(
+    run_dir: Path | None, service: str, replica: int, host: str, port: int, model: str | None
+) -> tuple[ReplicaSpec, dict[str, object]]:
     """From a run directory, the service's config decides; standalone, the flags do."""
     if run_dir is None:
-        spec = ReplicaSpec(service, f"r{replica}", model or "simulated", host, port)
-        return spec, {}
+        spec = ReplicaSpec(service, f"r{replica}", service, host, port)
+        return spec, {"model": model}
     rd = RunDir(run_dir)
     svc = rd.load().services[service]
     spec = ReplicaSpec(
         service=service,
         replica=f"r{replica}",
-        model=model or svc.model or service,
+        model=service,
         host=host,
         port=port,
         api_key_file=rd.service_key(service),
         max_concurrency=svc.max_concurrency,
         registry_root=rd.registry,
+        log_dir=rd.logs,
     )
     return spec, svc.model_dump()
 
 
 def _common(fn: click.decorators.FC) -> click.decorators.FC:
-    for option in reversed([
-        click.option("--run-dir", type=click.Path(exists=True, path_type=Path)),
-        click.option("--service", default="llm"),
-        click.option("--replica", default=0, type=int),
-        click.option("--host", default="127.0.0.1"),
-        click.option("--port", default=0, type=int, help="0 picks a free port."),
-        click.option("--model", default=None),
-    ]):  # fmt: skip
+    for option in reversed(
+        [
+            click.option("--run-dir", type=click.Path(exists=True, path_type=Path)),
+            click.option("--service", default="llm"),
+            click.option("--replica", default=0, type=int),
+            click.option("--host", default="127.0.0.1"),
+            click.option("--port", default=0, type=int, help="0 picks a free port."),
+            click.option("--model", default=None),
+        ]
+    ):
         fn = option(fn)
     return fn
 
@@ -54,8 +61,16 @@ def serve() -> None:
 @_common
 @click.option("--profile", default=None, help="Latency profile (default h100-llama3.1-8b).")
 @click.option("--time-scale", type=float, default=None, help="0.01 runs 100x faster.")
-def simulated(run_dir: Path | None, service: str, replica: int, host: str, port: int,
-              model: str | None, profile: str | None, time_scale: float | None) -> None:  # fmt: skip
+def simulated(
+    run_dir: Path | None,
+    service: str,
+    replica: int,
+    host: str,
+    port: int,
+    model: str | None,
+    profile: str | None,
+    time_scale: float | None,
+) -> None:
     """The simulated continuous-batching engine (dry runs, benchmarks)."""
     spec, svc = _spec(run_dir, service, replica, host, port, model)
     sim = svc.get("simulated") or {}
@@ -63,3 +78,86 @@ def simulated(run_dir: Path | None, service: str, replica: int, host: str, port:
     profile = profile or sim.get("profile", "h100-llama3.1-8b")
     scale = time_scale if time_scale is not None else float(sim.get("time_scale", 1.0))
     asyncio.run(run_until_signal(serve_simulated(spec, str(profile), scale)))
+
+
+def _run_engine(
+    engine: str, spec: ReplicaSpec, svc: dict[str, Any], extra: tuple[str, ...], model: str | None
+) -> None:
+    args = dict(svc.get("args") or {})
+    args.update(_parse_extra(extra))
+    timeout = float(svc.get("startup_timeout") or 600)
+    try:
+        code = asyncio.run(
+            run_until_signal_code(
+                serve_engine(spec, engine, model or svc.get("model"), args, timeout)
+            )
+        )
+    except EngineUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
+
+
+async def run_until_signal_code(main: Any) -> int:
+    result: list[int] = []
+
+    async def keep() -> None:
+        result.append(await main)
+
+    await run_until_signal(keep())
+    return result[0] if result else 0
+
+
+def _parse_extra(extra: tuple[str, ...]) -> dict[str, Any]:
+    """``--max-model-len 4096 --enable-prefix-caching`` -> {"max_model_len": "4096", ...}."""
+    out: dict[str, Any] = {}
+    items = list(extra)
+    while items:
+        flag = items.pop(0)
+        if not flag.startswith("--"):
+            raise click.UsageError(f"unexpected engine argument {flag!r}")
+        key = flag[2:].replace("-", "_")
+        if "=" in key:
+            key, _, value = key.partition("=")
+            out[key] = value
+        elif items and not items[0].startswith("--"):
+            out[key] = items.pop(0)
+        else:
+            out[key] = True
+    return out
+
+
+_PASS = {"ignore_unknown_options": True, "allow_extra_args": True}
+
+
+@serve.command(context_settings=_PASS)
+@_common
+@click.argument("engine_args", nargs=-1, type=click.UNPROCESSED)
+def llamacpp(
+    run_dir: Path | None,
+    service: str,
+    replica: int,
+    host: str,
+    port: int,
+    model: str | None,
+    engine_args: tuple[str, ...],
+) -> None:
+    """llama.cpp's OpenAI server on CPU (default model: the embedded SmolLM2-135M)."""
+    spec, svc = _spec(run_dir, service, replica, host, port, model)
+    _run_engine("llamacpp", spec, svc, engine_args, model)
+
+
+@serve.command(context_settings=_PASS)
+@_common
+@click.argument("engine_args", nargs=-1, type=click.UNPROCESSED)
+def vllm(
+    run_dir: Path | None,
+    service: str,
+    replica: int,
+    host: str,
+    port: int,
+    model: str | None,
+    engine_args: tuple[str, ...],
+) -> None:
+    """vLLM's OpenAI server; any further --flag is passed to vLLM."""
+    spec, svc = _spec(run_dir, service, replica, host, port, model)
+    _run_engine("vllm", spec, svc, engine_args, model)

@@ -28,9 +28,21 @@ class FrameType(enum.IntEnum):
 
 
 _TASK_FIELDS = (
-    "id", "seed", "row", "origin", "next", "attempt", "token", "hop", "status",
-    "history", "state", "error", "created", "updated",
-)  # fmt: skip
+    "id",
+    "seed",
+    "row",
+    "origin",
+    "next",
+    "attempt",
+    "token",
+    "hop",
+    "status",
+    "history",
+    "state",
+    "error",
+    "created",
+    "updated",
+)
 
 
 def pack(obj: Any) -> bytes:

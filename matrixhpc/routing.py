@@ -38,9 +38,14 @@ def compile_condition(source: str) -> Condition:
         # makes the condition false rather than failing the task
         try:
             return bool(
-                expr(task=task, row=task.row, state=task.state, history=task.history,
-                     last=task.last_turn() or {})
-            )  # fmt: skip
+                expr(
+                    task=task,
+                    row=task.row,
+                    state=task.state,
+                    history=task.history,
+                    last=task.last_turn() or {},
+                )
+            )
         except jinja2.UndefinedError:
             return False
 
@@ -71,8 +76,15 @@ class _Stops:
 class SequentialRouter(_Stops):
     """A fixed order of roles, once or cyclically (``repeat``)."""
 
-    def __init__(self, order: list[str], *, repeat: bool = False, stop_when: str | None = None,
-                 max_steps: int = 100, stop_on_error: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        order: list[str],
+        *,
+        repeat: bool = False,
+        stop_when: str | None = None,
+        max_steps: int = 100,
+        stop_on_error: bool = True,
+    ) -> None:
         super().__init__(stop_when, max_steps, stop_on_error)
         self.order = order
         self.repeat = repeat
@@ -91,9 +103,15 @@ class SequentialRouter(_Stops):
 class GraphRouter(_Stops):
     """Edges from each role: a fixed successor or a list of (condition, successor)."""
 
-    def __init__(self, start: str, edges: dict[str, list[tuple[Condition | None, str]]], *,
-                 stop_when: str | None = None, max_steps: int = 100,
-                 stop_on_error: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        start: str,
+        edges: dict[str, list[tuple[Condition | None, str]]],
+        *,
+        stop_when: str | None = None,
+        max_steps: int = 100,
+        stop_on_error: bool = True,
+    ) -> None:
         super().__init__(stop_when, max_steps, stop_on_error)
         self.start = start
         self.edges = edges
@@ -113,8 +131,9 @@ class GraphRouter(_Stops):
 class FunctionRouter(_Stops):
     """A user function ``fn(task) -> role | None``; None (or "END") ends the task."""
 
-    def __init__(self, fn: Callable[[Task], str | None], *, max_steps: int = 100,
-                 stop_on_error: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self, fn: Callable[[Task], str | None], *, max_steps: int = 100, stop_on_error: bool = True
+    ) -> None:
         super().__init__(None, max_steps, stop_on_error)
         self.fn = fn
 

@@ -10,9 +10,25 @@ from typing import Any
 
 from matrixhpc.runtime.registry import Registry, read_json
 
-SUMMED = ("admitted", "done", "ok", "failed", "in_flight", "active", "queued", "steps",
-          "sent", "received", "dropped_frames", "tokens_in", "tokens_out", "row_errors",
-          "tasks_per_s", "tokens_per_s", "steps_per_s")  # fmt: skip
+SUMMED = (
+    "admitted",
+    "done",
+    "ok",
+    "failed",
+    "in_flight",
+    "active",
+    "queued",
+    "steps",
+    "sent",
+    "received",
+    "dropped_frames",
+    "tokens_in",
+    "tokens_out",
+    "row_errors",
+    "tasks_per_s",
+    "tokens_per_s",
+    "steps_per_s",
+)
 
 
 @dataclass

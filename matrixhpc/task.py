@@ -57,7 +57,8 @@ class Task:
         """The most recent turn, optionally of one role (agents read their partner's)."""
         for turn in reversed(self.history):
             if role is None or turn.get("role") == role:
-                return turn
+                found: Turn = turn
+                return found
         return None
 
     def output_tokens(self) -> int:

@@ -9,6 +9,7 @@ import msgpack
 import pytest
 
 from matrixhpc.codec import (
+    _TASK_FIELDS,
     CodecError,
     FrameType,
     decode,
@@ -25,23 +26,45 @@ def _rich_task() -> Task:
     return Task(
         id="tâsk-0001-😀",
         seed=2**40 + 3,
-        row={"question": "¿Qué es π?", "options": ["3.14", "22/7", "√10"], "nested": {"a": [1, {"b": None}]}},
+        row={
+            "question": "¿Qué es π?",
+            "options": ["3.14", "22/7", "√10"],
+            "nested": {"a": [1, {"b": None}]},
+        },
         origin="worker-3",
         next="teacher",
         attempt=2,
+        token=(1 << 61) | 12345,
         hop=17,
         status="running",
         history=[
-            {"role": "student", "content": "I think (B) — 因为…", "usage": {"prompt_tokens": 12, "completion_tokens": 30},
-             "timings": {"start": 1.5, "end": 2.25}, "error": None, "replica": "r0", "finish_reason": "stop"},
-            {"role": "extractor", "content": "", "data": {"answers": {"student": "B"}, "empty": {}, "list": []}},
+            {
+                "role": "student",
+                "content": "I think (B) — 因为…",
+                "usage": {"prompt_tokens": 12, "completion_tokens": 30},
+                "timings": {"start": 1.5, "end": 2.25},
+                "error": None,
+                "replica": "r0",
+                "finish_reason": "stop",
+            },
+            {
+                "role": "extractor",
+                "content": "",
+                "data": {"answers": {"student": "B"}, "empty": {}, "list": []},
+            },
         ],
-        state={"answers": {"student": "B"}, "turns": 1, "flags": [True, False], "ratio": 0.125,
-               "bytes": b"\x00\xff", 7: "int key"},
+        state={
+            "answers": {"student": "B"},
+            "turns": 1,
+            "flags": [True, False],
+            "ratio": 0.125,
+            "bytes": b"\x00\xff",
+            7: "int key",
+        },
         error=None,
         created=1700000000.123456,
         updated=1700000001.5,
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.parametrize("kind", [FrameType.TASK, FrameType.RETURN])
@@ -58,6 +81,7 @@ def test_task_round_trip_keeps_every_field(kind: FrameType) -> None:
     assert got.state[7] == "int key" and got.state["bytes"] == b"\x00\xff"
     assert got.history[0]["content"] == "I think (B) — 因为…"
     assert got.created == 1700000000.123456
+    assert got.token == (1 << 61) | 12345
 
 
 def test_default_kind_is_task() -> None:
@@ -67,8 +91,10 @@ def test_default_kind_is_task() -> None:
 def test_wire_is_a_positional_array_in_schema_order() -> None:
     task = _rich_task()
     wire = task_to_wire(task)
-    assert isinstance(wire, list) and len(wire) == 13
-    assert wire[0] == task.id and wire[1] == task.seed and wire[-1] == task.updated
+    assert isinstance(wire, list) and len(wire) == len(_TASK_FIELDS)
+    assert wire == [getattr(task, name) for name in _TASK_FIELDS]
+    # every Task field travels: a field missing from the schema would be lost on a hop
+    assert set(_TASK_FIELDS) == set(Task.__dataclass_fields__)
     assert task_from_wire(wire) == task
 
 
@@ -151,10 +177,8 @@ def test_random_garbage_only_ever_raises_codec_error() -> None:
 
 def _wire(**changes: Any) -> list[Any]:
     wire = task_to_wire(_rich_task())
-    names = ["id", "seed", "row", "origin", "next", "attempt", "hop", "status",
-             "history", "state", "error", "created", "updated"]  # fmt: skip
     for name, value in changes.items():
-        wire[names.index(name)] = value
+        wire[_TASK_FIELDS.index(name)] = value
     return wire
 
 
@@ -172,8 +196,18 @@ def _wire(**changes: Any) -> list[Any]:
         _wire(row=["not", "a", "dict"]),
         _wire(state="nope"),
     ],
-    ids=["short", "long", "empty", "map", "str", "nil", "id-int", "history-map", "row-list",
-         "state-str"],  # fmt: skip
+    ids=[
+        "short",
+        "long",
+        "empty",
+        "map",
+        "str",
+        "nil",
+        "id-int",
+        "history-map",
+        "row-list",
+        "state-str",
+    ],
 )
 @pytest.mark.parametrize("kind", [FrameType.TASK, FrameType.RETURN])
 def test_bad_task_bodies(kind: FrameType, body: Any) -> None:

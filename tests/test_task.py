@@ -18,12 +18,14 @@ def test_last_turn_of_empty_history_is_none() -> None:
 
 
 def test_last_turn_any_role_and_by_role() -> None:
-    task = _task(history=[
-        {"role": "student", "content": "s1"},
-        {"role": "teacher", "content": "t1"},
-        {"role": "student", "content": "s2"},
-        {"role": "extractor", "content": ""},
-    ])  # fmt: skip
+    task = _task(
+        history=[
+            {"role": "student", "content": "s1"},
+            {"role": "teacher", "content": "t1"},
+            {"role": "student", "content": "s2"},
+            {"role": "extractor", "content": ""},
+        ]
+    )
     assert task.last_turn() == {"role": "extractor", "content": ""}
     student = task.last_turn("student")
     assert student is not None and student["content"] == "s2"
@@ -39,12 +41,14 @@ def test_last_turn_returns_the_stored_dict() -> None:
 
 
 def test_output_tokens_sums_completion_tokens_and_tolerates_missing_usage() -> None:
-    task = _task(history=[
-        {"role": "a", "usage": {"prompt_tokens": 100, "completion_tokens": 5}},
-        {"role": "b"},  # a python step: no usage at all
-        {"role": "a", "usage": {"prompt_tokens": 50}},  # no completion count
-        {"role": "b", "usage": {"completion_tokens": 12}},
-    ])  # fmt: skip
+    task = _task(
+        history=[
+            {"role": "a", "usage": {"prompt_tokens": 100, "completion_tokens": 5}},
+            {"role": "b"},  # a python step: no usage at all
+            {"role": "a", "usage": {"prompt_tokens": 50}},  # no completion count
+            {"role": "b", "usage": {"completion_tokens": 12}},
+        ]
+    )
     assert task.output_tokens() == 17
     assert _task().output_tokens() == 0
 
@@ -57,8 +61,16 @@ def test_finished_follows_next() -> None:
 
 def test_to_record_has_every_field_with_the_right_values() -> None:
     history = [{"role": "a", "content": "hi"}]
-    task = _task(attempt=2, hop=5, status="ok", history=history, state={"k": [1, 2]},
-                 error=None, created=10.0, updated=12.5)  # fmt: skip
+    task = _task(
+        attempt=2,
+        hop=5,
+        status="ok",
+        history=history,
+        state={"k": [1, 2]},
+        error=None,
+        created=10.0,
+        updated=12.5,
+    )
     rec = task.to_record()
     assert rec == {
         "id": "t-1",

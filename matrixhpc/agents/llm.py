@@ -20,9 +20,18 @@ from matrixhpc.task import Task, Turn
 
 
 class LLMAgent(Agent):
-    def __init__(self, name: str, *, service: str, system: str | None, prompt: str | None,
-                 dialogue: list[str], params: dict[str, Any], sticky: bool = False,
-                 options: dict[str, Any] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        name: str,
+        *,
+        service: str,
+        system: str | None,
+        prompt: str | None,
+        dialogue: list[str],
+        params: dict[str, Any],
+        sticky: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(name, options)
         self.resources = Resources(llm_service=service)
         self.service = service
@@ -55,8 +64,12 @@ class LLMAgent(Agent):
         try:
             result = await ctx.llm.chat(self.service, messages, params, sticky_key=key)
         except LLMError as exc:
-            return {"role": self.name, "content": "", "error": str(exc),
-                    "timings": {"start": started, "end": time.time()}}  # fmt: skip
+            return {
+                "role": self.name,
+                "content": "",
+                "error": str(exc),
+                "timings": {"start": started, "end": time.time()},
+            }
         turn: Turn = {
             "role": self.name,
             "content": result.text,

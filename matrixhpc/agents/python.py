@@ -35,8 +35,12 @@ class PythonAgent(Agent):
             raise TypeError(f"{self.name}: a python step returns a dict or None")
         turn_override = updates.pop("_turn", None)
         task.state.update(updates)
-        turn: Turn = {"role": self.name, "content": "", "data": updates,
-                      "timings": {"start": started, "end": time.time()}}  # fmt: skip
+        turn: Turn = {
+            "role": self.name,
+            "content": "",
+            "data": updates,
+            "timings": {"start": started, "end": time.time()},
+        }
         if isinstance(turn_override, dict):
             turn.update(turn_override)  # type: ignore[typeddict-item]
         return turn

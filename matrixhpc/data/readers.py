@@ -36,8 +36,12 @@ class RowError:
     reason: str
 
     def to_record(self) -> dict[str, Any]:
-        return {"source": self.source, "line": self.line, "index": self.index,
-                "reason": self.reason}  # fmt: skip
+        return {
+            "source": self.source,
+            "line": self.line,
+            "index": self.index,
+            "reason": self.reason,
+        }
 
 
 class DatasetError(ValueError):
@@ -48,9 +52,9 @@ SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".csv")
 
 
 def expand_paths(pattern: str) -> list[Path]:
-    paths = sorted(Path(p) for p in glob.glob(pattern)) if glob.has_magic(pattern) else [
-        Path(pattern)
-    ]
+    paths = (
+        sorted(Path(p) for p in glob.glob(pattern)) if glob.has_magic(pattern) else [Path(pattern)]
+    )
     paths = [p for p in paths if p.is_file()]
     if not paths:
         raise DatasetError(f"dataset.path: no file matches {pattern!r}")

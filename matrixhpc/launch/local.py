@@ -70,33 +70,47 @@ class LocalLauncher:
 
     def _shutdown(self, state: str) -> None:
         stop(self.children)
-        manifest = build_manifest(self.rd.output, name=self.cfg.name,
-                                  config_hash=self.cfg.fingerprint(), state=state)  # fmt: skip
+        manifest = build_manifest(
+            self.rd.output, name=self.cfg.name, config_hash=self.cfg.fingerprint(), state=state
+        )
         self._record(state=state, finished=time.time(), records=manifest["records"])
 
     def _record(self, **fields: Any) -> None:
         run = read_json(self.rd.root / "run.json") or {
-            "name": self.cfg.name, "launcher": "local", "started": time.time(),
+            "name": self.cfg.name,
+            "launcher": "local",
+            "started": time.time(),
             "config_hash": self.cfg.fingerprint(),
-        }  # fmt: skip
+        }
         run.update(fields)
         atomic_write_json(self.rd.root / "run.json", run)
 
     def _save_pids(self) -> None:
         import os
 
-        atomic_write_json(self.rd.pids, {
-            "launcher": os.getpid(),
-            "children": [{"name": c.name, "kind": c.kind, "pid": c.pid} for c in self.children],
-        })  # fmt: skip
+        atomic_write_json(
+            self.rd.pids,
+            {
+                "launcher": os.getpid(),
+                "children": [{"name": c.name, "kind": c.kind, "pid": c.pid} for c in self.children],
+            },
+        )
 
     # ---------------------------------------------------------------- services
 
     def start_services(self) -> None:
         for name, svc in self.cfg.services.items():
             for k in range(svc.replicas):
-                argv = matrixhpc_argv("serve", svc.engine, "--run-dir", str(self.rd.root),
-                                      "--service", name, "--replica", str(k))  # fmt: skip
+                argv = matrixhpc_argv(
+                    "serve",
+                    svc.engine,
+                    "--run-dir",
+                    str(self.rd.root),
+                    "--service",
+                    name,
+                    "--replica",
+                    str(k),
+                )
                 log = self.rd.logs / f"{name}-{k}.log"
                 self.children.append(spawn(f"{name}-{k}", "service", argv, log))
         self._save_pids()

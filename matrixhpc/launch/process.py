@@ -31,15 +31,21 @@ def matrixhpc_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "matrixhpc", *args]
 
 
-def spawn(name: str, kind: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> Child:
+def spawn(
+    name: str, kind: str, argv: list[str], log: Path, env: dict[str, str] | None = None
+) -> Child:
     """Start a child in its own session: a terminal's Ctrl-C reaches only the launcher,
     which then stops its children in order instead of all of them dying at once."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as fh:
         proc = subprocess.Popen(
-            argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env={**os.environ, **(env or {})},
-        )  # fmt: skip
+            argv,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
     return Child(name, kind, proc, log)
 
 

@@ -15,21 +15,26 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from matrixhpc.llm.engines.commands import BUILDERS
+from matrixhpc.llm.engines.process import EngineProcess, ServerFailed, free_port
 from matrixhpc.runtime.registry import Registry
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class ReplicaSpec:
     service: str
     replica: str
-    model: str
+    model: str  # the name clients send; engines serve under it
     host: str = "127.0.0.1"
     port: int = 0
     api_key_file: Path | None = None
     max_concurrency: int | None = None
     registry_root: Path | None = None
+    log_dir: Path | None = None
 
     @property
     def api_key(self) -> str | None:
@@ -58,21 +63,25 @@ async def run_until_signal(main: Awaitable[None]) -> None:
         await task
 
 
-async def registered(spec: ReplicaSpec, entry: dict[str, Any],
-                     until: Callable[[], Awaitable[None]]) -> None:  # fmt: skip
+async def registered(
+    spec: ReplicaSpec, entry: dict[str, Any], until: Callable[[], Awaitable[T]]
+) -> T:
     """Keep the replica registered (heartbeats) while ``until()`` runs; deregister after."""
     if spec.registry_root is None:
-        await until()
-        return
+        return await until()
     registry = Registry(spec.registry_root)
     kind = f"llm/{spec.service}"
     registry.register(kind, spec.replica, entry)
     beat = asyncio.create_task(registry.heartbeat(kind, spec.replica, lambda: entry))
     try:
-        await until()
+        return await until()
     finally:
         beat.cancel()
         registry.deregister(kind, spec.replica)
+
+
+async def _forever() -> None:
+    await asyncio.Event().wait()
 
 
 async def serve_simulated(spec: ReplicaSpec, profile_name: str, time_scale: float) -> None:
@@ -84,6 +93,39 @@ async def serve_simulated(spec: ReplicaSpec, profile_name: str, time_scale: floa
     entry = spec.entry(port, "simulated", profile=profile_name, time_scale=time_scale)
     print(f"simulated engine {spec.service}/{spec.replica} ready on {entry['url']}", flush=True)
     try:
-        await registered(spec, entry, lambda: asyncio.Event().wait())
+        await registered(spec, entry, _forever)
     finally:
         await runner.cleanup()
+
+
+async def serve_engine(
+    spec: ReplicaSpec,
+    engine: str,
+    model_path: str | None,
+    args: dict[str, Any],
+    startup_timeout: float,
+) -> int:
+    """Run a real engine server as a child; returns its exit code (non-zero: it died)."""
+    host = "127.0.0.1" if spec.host in ("0.0.0.0", "*") else spec.host
+    port = spec.port or free_port(spec.host)
+    argv = BUILDERS[engine](model_path, spec.model, spec.host, port, spec.api_key, args)
+    log_dir = spec.log_dir or Path(".")
+    log = log_dir / f"{spec.service}-{spec.replica}.{engine}.log"
+    proc = EngineProcess(argv, log, f"http://{host}:{port}/v1/models", spec.api_key)
+    print(
+        f"starting {engine}: {' '.join(a if a != spec.api_key else '***' for a in argv)}",
+        flush=True,
+    )
+    proc.start()
+    try:
+        await proc.wait_healthy(startup_timeout)
+        entry = spec.entry(port, engine)
+        print(f"{engine} {spec.service}/{spec.replica} ready on {entry['url']}", flush=True)
+        code = await registered(spec, entry, proc.wait_exit)
+        print(f"{engine} server exited with code {code}", flush=True)
+        return code or 1
+    except ServerFailed as exc:
+        print(str(exc), flush=True)
+        return 1
+    finally:
+        proc.stop()

@@ -11,6 +11,7 @@ storm the metadata server in lockstep.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -60,7 +61,9 @@ class Registry:
     def path(self, kind: str, name: str) -> Path:
         return self.root / kind / f"{name}.json"
 
-    def register(self, kind: str, name: str, data: dict[str, Any], *, ttl: float | None = -1.0) -> None:
+    def register(
+        self, kind: str, name: str, data: dict[str, Any], *, ttl: float | None = -1.0
+    ) -> None:
         """Write (or refresh) an entry. ``ttl=None`` makes it permanent (a tombstone
         such as "this worker finished" that must outlive its writer)."""
         entry = dict(data)
@@ -107,10 +110,8 @@ class Registry:
         """Refresh an entry forever (cancel to stop); a failed write is retried next beat."""
         period = interval if interval is not None else max(self.ttl / 4, 0.2)
         while True:
-            try:
+            with contextlib.suppress(OSError):  # a failed write is retried next beat
                 self.register(kind, name, data())
-            except OSError:
-                pass
             await asyncio.sleep(period * random.uniform(0.9, 1.1))
 
 

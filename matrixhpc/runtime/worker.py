@@ -30,7 +30,8 @@ from matrixhpc.data.writers import ErrorLog, ShardWriter
 from matrixhpc.llm.types import ChatClient
 from matrixhpc.routing import Router
 from matrixhpc.runtime.origin import OriginBook
-from matrixhpc.runtime.peers import KIND as WORKERS, PeerDirectory
+from matrixhpc.runtime.peers import KIND as WORKERS
+from matrixhpc.runtime.peers import PeerDirectory
 from matrixhpc.runtime.registry import Registry, atomic_write_json
 from matrixhpc.runtime.stats import WorkerStats, base_status
 from matrixhpc.task import END, Task
@@ -65,8 +66,14 @@ def task_seed(run_seed: int, task_id: str) -> int:
 
 
 class Worker:
-    def __init__(self, spec: WorkerSpec, agents: dict[str, Agent], router: Router,
-                 llm: ChatClient, registry: Registry) -> None:  # fmt: skip
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        agents: dict[str, Agent],
+        router: Router,
+        llm: ChatClient,
+        registry: Registry,
+    ) -> None:
         self.spec = spec
         self.agents = agents
         self.router = router
@@ -132,8 +139,12 @@ class Worker:
 
     async def _admit_all(self) -> None:
         spec = self.spec
-        rows = iter_rows(spec.dataset_path, limit=spec.dataset_limit,
-                         shard=(spec.index, spec.count), required=list(spec.required))  # fmt: skip
+        rows = iter_rows(
+            spec.dataset_path,
+            limit=spec.dataset_limit,
+            shard=(spec.index, spec.count),
+            required=list(spec.required),
+        )
         for item in rows:
             if isinstance(item, RowError):
                 self.errors.write(item.to_record())
@@ -141,8 +152,9 @@ class Worker:
                 continue
             for trial in range(spec.trials):
                 task_id = f"r{item.index}-t{trial}"
-                task = Task(id=task_id, seed=task_seed(spec.seed, task_id), row=item.data,
-                            origin=spec.name)  # fmt: skip
+                task = Task(
+                    id=task_id, seed=task_seed(spec.seed, task_id), row=item.data, origin=spec.name
+                )
                 task.state["trial"] = trial
                 await self.book.admit(task)
                 task.next = self.router.first(task)
@@ -225,8 +237,9 @@ class Worker:
             self.peers.refresh(fresh=True)
 
     def _fail(self, task: Task, reason: str) -> None:
-        task.history.append({"role": task.next, "content": "", "error": reason,
-                             "worker": self.spec.name})  # fmt: skip
+        task.history.append(
+            {"role": task.next, "content": "", "error": reason, "worker": self.spec.name}
+        )
         task.next = END
         self._finish(task)
 

@@ -18,10 +18,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 def mcq_rows(n: int) -> list[dict[str, Any]]:
     return [
-        {"id": f"q{i}", "question": f"Question number {i}?", "options": ["w", "x", "y", "z"],
-         "answer": "ABCD"[i % 4]}
+        {
+            "id": f"q{i}",
+            "question": f"Question number {i}?",
+            "options": ["w", "x", "y", "z"],
+            "answer": "ABCD"[i % 4],
+        }
         for i in range(n)
-    ]  # fmt: skip
+    ]
 
 
 def write_dataset(path: Path, rows: list[dict[str, Any]], extra_lines: list[str] = ()) -> Path:  # type: ignore[assignment]
@@ -34,9 +38,11 @@ def dialogue_config(tmp: Path, dataset: Path, **sections: Any) -> Path:
     """The Coral workflow on the simulated engine, fast time scale; sections override."""
     cfg = yaml.safe_load((REPO / "configs" / "coral.yaml").read_text())
     cfg["services"]["llm"].update(
-        engine="simulated", replicas=2, max_concurrency=256,
+        engine="simulated",
+        replicas=2,
+        max_concurrency=256,
         simulated={"profile": "h100-llama3.1-8b", "time_scale": 0.002},
-    )  # fmt: skip
+    )
     cfg["dataset"]["path"] = str(dataset)
     for key, value in sections.items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict):
@@ -48,11 +54,17 @@ def dialogue_config(tmp: Path, dataset: Path, **sections: Any) -> Path:
     return path
 
 
-def matrixhpc(*args: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def matrixhpc(
+    *args: str, timeout: float = 300, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "matrixhpc", *args], capture_output=True, text=True,
-        timeout=timeout, cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
+        [sys.executable, "-m", "matrixhpc", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def records(run_dir: Path) -> list[dict[str, Any]]:

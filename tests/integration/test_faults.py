@@ -12,8 +12,8 @@ from pathlib import Path
 
 import msgpack
 import zmq
-
 from conftest import assert_complete, dialogue_config, matrixhpc, mcq_rows, records, write_dataset
+
 from matrixhpc.codec import FrameType, encode_task
 from matrixhpc.launch.process import pid_alive
 from matrixhpc.task import Task
@@ -21,10 +21,21 @@ from matrixhpc.task import Task
 
 def _start(cfg: Path, run_dir: Path, *overrides: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "matrixhpc", "run", str(cfg), "--local", "--run-dir",
-         str(run_dir), *overrides],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "matrixhpc",
+            "run",
+            str(cfg),
+            "--local",
+            "--run-dir",
+            str(run_dir),
+            *overrides,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for(predicate: object, timeout: float = 60.0) -> None:
@@ -38,10 +49,15 @@ def _wait_for(predicate: object, timeout: float = 60.0) -> None:
 
 def _garbage_frames() -> list[bytes]:
     rng = random.Random(7)
-    frames = [b"", b"\x00", b"\xff" * 64, bytes([FrameType.TASK]) + b"\xc1\xc1",
-              bytes([FrameType.TASK]) + msgpack.packb({"not": "a task"}),
-              bytes([FrameType.RETURN]) + msgpack.packb([1, 2, 3]),
-              bytes([FrameType.CONTROL]) + msgpack.packb("hello")]  # fmt: skip
+    frames = [
+        b"",
+        b"\x00",
+        b"\xff" * 64,
+        bytes([FrameType.TASK]) + b"\xc1\xc1",
+        bytes([FrameType.TASK]) + msgpack.packb({"not": "a task"}),
+        bytes([FrameType.RETURN]) + msgpack.packb([1, 2, 3]),
+        bytes([FrameType.CONTROL]) + msgpack.packb("hello"),
+    ]
     frames += [bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 300))) for _ in range(200)]
     forged = Task(id="r0-t0", seed=1, row={}, origin="w000", next="__end__", status="ok")
     frames.append(encode_task(forged, FrameType.RETURN))  # a duplicate return: must not be written
@@ -76,15 +92,20 @@ def test_garbage_frames_do_not_stop_the_run(tmp_path: Path, dataset: Path) -> No
 
 def test_bad_rows_are_recorded_and_the_rest_completes(tmp_path: Path) -> None:
     rows = mcq_rows(30)
-    bad = ['{"id": "broken", "question": ', '["a list", "not an object"]',
-           json.dumps({"id": "no-options", "question": "q?", "answer": "A"})]  # fmt: skip
+    bad = [
+        '{"id": "broken", "question": ',
+        '["a list", "not an object"]',
+        json.dumps({"id": "no-options", "question": "q?", "answer": "A"}),
+    ]
     data = write_dataset(tmp_path / "mixed.jsonl", rows, bad)
     cfg = dialogue_config(tmp_path, data)
     run_dir = tmp_path / "run"
     proc = matrixhpc("run", str(cfg), "--local", "dataset.trials=2", "--run-dir", str(run_dir))
     assert proc.returncode == 0, proc.stderr
     assert_complete(records(run_dir), 60)
-    errors = [json.loads(x) for x in (run_dir / "output" / "_errors.jsonl").read_text().splitlines()]
+    errors = [
+        json.loads(x) for x in (run_dir / "output" / "_errors.jsonl").read_text().splitlines()
+    ]
     assert sorted(e["line"] for e in errors) == [31, 32, 33]
     assert all(e["source"] == str(data) and e["reason"] for e in errors)
     assert any("options" in e["reason"] for e in errors)
@@ -98,7 +119,9 @@ def test_stop_ends_every_process(tmp_path: Path, dataset: Path) -> None:
     run_dir = tmp_path / "run"
     proc = _start(cfg, run_dir, "dataset.trials=20")
     pids_file = run_dir / "pids.json"
-    _wait_for(lambda: pids_file.exists() and len(json.loads(pids_file.read_text())["children"]) == 4)
+    _wait_for(
+        lambda: pids_file.exists() and len(json.loads(pids_file.read_text())["children"]) == 4
+    )
     _wait_for(lambda: (run_dir / "status" / "w001.json").exists())
     pids = json.loads(pids_file.read_text())
     stopped = matrixhpc("stop", str(run_dir))

@@ -11,8 +11,15 @@ from conftest import assert_complete, dialogue_config, matrixhpc, records
 def test_500_tasks_three_workers_two_replicas(tmp_path: Path, dataset: Path) -> None:
     cfg = dialogue_config(tmp_path, dataset)
     run_dir = tmp_path / "run"
-    proc = matrixhpc("run", str(cfg), "--local", "dataset.trials=10", "workers.count=3",
-                     "--run-dir", str(run_dir))  # fmt: skip
+    proc = matrixhpc(
+        "run",
+        str(cfg),
+        "--local",
+        "dataset.trials=10",
+        "workers.count=3",
+        "--run-dir",
+        str(run_dir),
+    )
     assert proc.returncode == 0, proc.stderr
     recs = records(run_dir)
     assert_complete(recs, 500)
@@ -27,8 +34,10 @@ def test_500_tasks_three_workers_two_replicas(tmp_path: Path, dataset: Path) -> 
 
 
 def test_roles_split_across_worker_groups(tmp_path: Path, dataset: Path) -> None:
-    groups = {"talkers": {"count": 2, "roles": ["student", "teacher"]},
-              "judges": {"count": 1, "roles": ["extractor", "matcher"]}}  # fmt: skip
+    groups = {
+        "talkers": {"count": 2, "roles": ["student", "teacher"]},
+        "judges": {"count": 1, "roles": ["extractor", "matcher"]},
+    }
     cfg = dialogue_config(tmp_path, dataset, workers={"count": 3, "groups": groups})
     run_dir = tmp_path / "run"
     proc = matrixhpc("run", str(cfg), "--local", "dataset.trials=4", "--run-dir", str(run_dir))

