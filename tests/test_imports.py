@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os.path
+from pathlib import Path
 
 import pytest
 
@@ -21,10 +22,7 @@ def test_dotted_attribute_path() -> None:
     assert import_object("os:path.join") is os.path.join
 
 
-def test_imports_a_module_not_yet_loaded(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pathlib import Path
-
-    assert isinstance(tmp_path, Path)
+def test_imports_a_module_not_yet_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "my_steps_mod_xyz.py").write_text("def step(task):\n    return {'x': 1}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     fn = import_object("my_steps_mod_xyz:step")

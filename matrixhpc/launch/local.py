@@ -121,7 +121,7 @@ class LocalLauncher:
         registry = Registry(self.rd.registry)
         deadline = time.monotonic() + timeout
         while True:
-            self._check_alive("service")
+            self._check_alive("service", " during start-up")
             live = registry.entries(f"llm/{service}", fresh=True)
             if sum(1 for e in live.values() if e.get("state", "ready") == "ready") >= replicas:
                 return
@@ -154,13 +154,13 @@ class LocalLauncher:
         finally:
             progress.close()
 
-    def _check_alive(self, kind: str) -> None:
+    def _check_alive(self, kind: str, phase: str = "") -> None:
         for child in self.children:
             code = child.exited()
             if child.kind == kind and code is not None and (kind == "service" or code != 0):
                 raise LaunchError(
-                    f"{kind} {child.name} exited with code {code}; last lines of {child.log}:\n"
-                    + tail(child.log)
+                    f"{kind} {child.name} exited with code {code}{phase}; "
+                    f"last lines of {child.log}:\n{tail(child.log)}"
                 )
 
 

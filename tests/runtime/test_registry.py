@@ -1,0 +1,234 @@
+"""The file registry on a real directory: entries, TTLs, cached scans, atomic writes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from matrixhpc.runtime.registry import Registry, atomic_write_json, read_json
+
+
+def _reg(tmp_path: Path, **kw: float) -> Registry:
+    return Registry(tmp_path / "registry", **kw)
+
+
+def test_register_then_entries(tmp_path: Path) -> None:
+    reg = _reg(tmp_path)
+    before = time.time()
+    reg.register("workers", "w0", {"address": "tcp://127.0.0.1:5000", "roles": ["a"]})
+    entries = reg.entries("workers", fresh=True)
+    assert list(entries) == ["w0"]
+    entry = entries["w0"]
+    assert entry["address"] == "tcp://127.0.0.1:5000" and entry["roles"] == ["a"]
+    assert entry["name"] == "w0"
+    assert entry["ttl"] == reg.ttl
+    assert before <= entry["heartbeat"] <= time.time()
+    assert entry["pid"] == os.getpid()
+    assert isinstance(entry["host"], str) and entry["host"]
+    assert reg.path("workers", "w0") == tmp_path / "registry" / "workers" / "w0.json"
+    assert reg.path("workers", "w0").is_file()
+
+
+def test_register_keeps_given_host_and_pid(tmp_path: Path) -> None:
+    reg = _reg(tmp_path)
+    reg.register("llm/svc", "r0", {"host": "node7", "pid": 42, "url": "http://x/v1"})
+    entry = reg.entries("llm/svc", fresh=True)["r0"]
+    assert (entry["host"], entry["pid"], entry["url"]) == ("node7", 42, "http://x/v1")
+    assert (tmp_path / "registry" / "llm" / "svc" / "r0.json").is_file()
+
+
+def test_register_does_not_mutate_the_callers_dict(tmp_path: Path) -> None:
+    data = {"a": 1}
+    _reg(tmp_path).register("k", "n", data)
+    assert data == {"a": 1}
+
+
+def test_kinds_are_separate_and_missing_kind_is_empty(tmp_path: Path) -> None:
+    reg = _reg(tmp_path)
+    reg.register("workers", "w0", {})
+    reg.register("llm/a", "r0", {})
+    assert set(reg.entries("workers", fresh=True)) == {"w0"}
+    assert set(reg.entries("llm/a", fresh=True)) == {"r0"}
+    assert reg.entries("llm/b", fresh=True) == {}
+    assert reg.entries("nothing", fresh=True) == {}
+
+
+def test_deregister_removes_and_is_idempotent(tmp_path: Path) -> None:
+    reg = _reg(tmp_path)
+    reg.register("workers", "w0", {})
+    reg.register("workers", "w1", {})
+    reg.deregister("workers", "w0")
+    reg.deregister("workers", "w0")  # already gone: no error
+    reg.deregister("workers", "never")
+    assert set(reg.entries("workers", fresh=True)) == {"w1"}
+
+
+def test_refresh_overwrites(tmp_path: Path) -> None:
+    reg = _reg(tmp_path)
+    reg.register("workers", "w0", {"active": 1})
+    reg.register("workers", "w0", {"active": 9})
+    assert reg.entries("workers", fresh=True)["w0"]["active"] == 9
+
+
+def test_entry_expires_after_its_ttl(tmp_path: Path) -> None:
+    reg = _reg(tmp_path, scan_interval=0.0)
+    reg.register("workers", "short", {}, ttl=0.15)
+    reg.register("workers", "long", {}, ttl=60)
+    assert set(reg.entries("workers")) == {"short", "long"}
+    time.sleep(0.3)
+    assert set(reg.entries("workers")) == {"long"}
+    # the file is still there: expiry is a reader's judgement, not a deletion
+    assert reg.path("workers", "short").is_file()
+
+
+def test_default_ttl_comes_from_the_registry(tmp_path: Path) -> None:
+    reg = _reg(tmp_path, ttl=0.15, scan_interval=0.0)
+    reg.register("workers", "w0", {})
+    assert set(reg.entries("workers")) == {"w0"}
+    time.sleep(0.3)
+    assert reg.entries("workers") == {}
+
+
+def test_expiry_applies_even_to_a_cached_scan(tmp_path: Path) -> None:
+    reg = _reg(tmp_path, scan_interval=60.0)
+    reg.register("workers", "w0", {}, ttl=0.15)
+    assert set(reg.entries("workers")) == {"w0"}
+    time.sleep(0.3)
+    assert reg.entries("workers") == {}  # no rescan, but the cached entry is dead
+
+
+def test_permanent_entry_never_expires(tmp_path: Path) -> None:
+    reg = _reg(tmp_path, ttl=0.05, scan_interval=0.0)
+    reg.register("workers", "done", {"origin_done": True}, ttl=None)
+    reg.register("workers", "alive", {})
+    time.sleep(0.15)
+    entries = reg.entries("workers")
+    assert set(entries) == {"done"}
+    assert entries["done"]["ttl"] is None
+
+
+def test_old_heartbeat_written_by_someone_else_is_dead(tmp_path: Path) -> None:
+    reg = _reg(tmp_path)
+    atomic_write_json(reg.path("workers", "stale"), {"heartbeat": time.time() - 100, "ttl": 30})
+    atomic_write_json(reg.path("workers", "fresh"), {"heartbeat": time.time(), "ttl": 30})
+    assert set(reg.entries("workers", fresh=True)) == {"fresh"}
+
+
+def test_cached_scan_hides_new_files_until_the_interval_passes(tmp_path: Path) -> None:
+    reg = _reg(tmp_path, scan_interval=0.4)
+    reg.register("workers", "w0", {})
+    assert set(reg.entries("workers")) == {"w0"}
+    other = _reg(tmp_path)  # another process writes a new entry
+    other.register("workers", "w1", {})
+    assert set(reg.entries("workers")) == {"w0"}  # served from the cached scan
+    assert set(reg.entries("workers", fresh=True)) == {"w0", "w1"}
+
+
+def test_cached_scan_refreshes_after_the_interval(tmp_path: Path) -> None:
+    reg = _reg(tmp_path, scan_interval=0.2)
+    assert reg.entries("workers") == {}
+    _reg(tmp_path).register("workers", "late", {})
+    assert reg.entries("workers") == {}
+    time.sleep(0.3)  # > interval * 1.25 (the most jitter can add)
+    assert set(reg.entries("workers")) == {"late"}
+
+
+def test_scans_are_cached_per_kind(tmp_path: Path) -> None:
+    reg = _reg(tmp_path, scan_interval=60.0)
+    assert reg.entries("a") == {}
+    _reg(tmp_path).register("b", "x", {})
+    assert set(reg.entries("b")) == {"x"}  # first look at kind b scans
+
+
+def test_garbage_and_partial_files_are_ignored(tmp_path: Path) -> None:
+    reg = _reg(tmp_path)
+    reg.register("workers", "good", {"address": "a"})
+    d = tmp_path / "registry" / "workers"
+    (d / "half.json").write_text('{"name": "half", "heartbeat": ')
+    (d / "binary.json").write_bytes(b"\xff\xfe\x00garbage")
+    (d / "list.json").write_text("[1, 2, 3]")
+    (d / "empty.json").write_text("")
+    (d / ".good.json.123.abcd.tmp").write_text("{}")  # a writer's temp file
+    (d / "notes.txt").write_text("{}")
+    assert set(reg.entries("workers", fresh=True)) == {"good"}
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
+    target = tmp_path / "deep" / "dir" / "x.json"
+    for i in range(5):
+        atomic_write_json(target, {"i": i, "t": time.time()})
+    assert read_json(target)["i"] == 4
+    assert [p.name for p in target.parent.iterdir()] == ["x.json"]
+
+
+def test_atomic_write_serialises_unknown_types_as_strings(tmp_path: Path) -> None:
+    target = tmp_path / "x.json"
+    atomic_write_json(target, {"path": Path("/a/b")})
+    assert json.loads(target.read_text()) == {"path": "/a/b"}
+
+
+def test_read_json_missing_or_garbage_is_none(tmp_path: Path) -> None:
+    assert read_json(tmp_path / "nope.json") is None
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert read_json(bad) is None
+    undecodable = tmp_path / "u.json"
+    undecodable.write_bytes(b"\xff\xff")
+    assert read_json(undecodable) is None
+
+
+@pytest.mark.asyncio
+async def test_heartbeat_refreshes_then_cancels(tmp_path: Path) -> None:
+    reg = _reg(tmp_path, ttl=0.3)
+    calls = 0
+
+    def data() -> dict[str, int]:
+        nonlocal calls
+        calls += 1
+        return {"beat": calls}
+
+    beat = asyncio.create_task(reg.heartbeat("workers", "w0", data, interval=0.05))
+    await asyncio.sleep(0.02)
+    first = read_json(reg.path("workers", "w0"))
+    assert first is not None and first["beat"] == 1
+    await asyncio.sleep(0.5)  # past the TTL: only the refreshes keep it alive
+    later = read_json(reg.path("workers", "w0"))
+    assert later is not None
+    assert later["beat"] >= 4
+    assert later["heartbeat"] > first["heartbeat"]
+    assert "w0" in reg.entries("workers", fresh=True)
+
+    beat.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await beat
+    stopped_at = calls
+    await asyncio.sleep(0.15)
+    assert calls == stopped_at
+    await asyncio.sleep(0.3)
+    assert reg.entries("workers", fresh=True) == {}  # it expires once the beats stop
+
+
+@pytest.mark.asyncio
+async def test_heartbeat_survives_a_failed_write(tmp_path: Path) -> None:
+    reg = _reg(tmp_path)
+    calls = 0
+
+    def data() -> dict[str, int]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise OSError("disk hiccup")
+        return {"beat": calls}
+
+    beat = asyncio.create_task(reg.heartbeat("workers", "w0", data, interval=0.03))
+    await asyncio.sleep(0.2)
+    beat.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await beat
+    entry = read_json(reg.path("workers", "w0"))
+    assert entry is not None and entry["beat"] >= 2
