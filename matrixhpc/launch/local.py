@@ -42,6 +42,7 @@ class LocalLauncher:
         self.rd = rd
         self.cfg = cfg
         self.children: list[Child] = []
+        self._reported: set[str] = set()
 
     # ---------------------------------------------------------------- run
 
@@ -112,7 +113,8 @@ class LocalLauncher:
                     str(k),
                 )
                 log = self.rd.logs / f"{name}-{k}.log"
-                self.children.append(spawn(f"{name}-{k}", "service", argv, log))
+                child = spawn(f"{name}-{k}", "service", argv, log, group=name)
+                self.children.append(child)
         self._save_pids()
         for name, svc in self.cfg.services.items():
             self._wait_ready(name, svc.replicas, svc.startup_timeout)
@@ -141,7 +143,7 @@ class LocalLauncher:
         progress = Progress(self.rd.root, total)
         try:
             while True:
-                self._check_alive("service")
+                self._check_services()
                 workers = [c for c in self.children if c.kind == "worker"]
                 codes = [c.exited() for c in workers]
                 if any(code not in (None, 0) for code in codes):
@@ -153,6 +155,25 @@ class LocalLauncher:
             progress.update(final=True)
         finally:
             progress.close()
+
+    def _check_services(self) -> None:
+        """A dead replica is survivable (clients fail over); a service with none left is not."""
+        for child in self.children:
+            if child.kind != "service" or child.exited() is None:
+                continue
+            if child.name not in self._reported:
+                self._reported.add(child.name)
+                print(
+                    f"\n[matrixhpc] replica {child.name} exited with code {child.exited()}; "
+                    "its requests fail over to the other replicas",
+                    file=sys.stderr,
+                )
+            siblings = [c for c in self.children if c.group == child.group]
+            if all(c.exited() is not None for c in siblings):
+                raise LaunchError(
+                    f"every replica of service {child.group!r} has exited; last lines of "
+                    f"{child.log}:\n{tail(child.log)}"
+                )
 
     def _check_alive(self, kind: str, phase: str = "") -> None:
         for child in self.children:

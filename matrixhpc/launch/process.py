@@ -18,6 +18,7 @@ class Child:
     kind: str  # "service" | "worker"
     proc: subprocess.Popen[bytes]
     log: Path
+    group: str = ""  # the service a replica belongs to
 
     @property
     def pid(self) -> int:
@@ -32,7 +33,12 @@ def matrixhpc_argv(*args: str) -> list[str]:
 
 
 def spawn(
-    name: str, kind: str, argv: list[str], log: Path, env: dict[str, str] | None = None
+    name: str,
+    kind: str,
+    argv: list[str],
+    log: Path,
+    env: dict[str, str] | None = None,
+    group: str = "",
 ) -> Child:
     """Start a child in its own session: a terminal's Ctrl-C reaches only the launcher,
     which then stops its children in order instead of all of them dying at once."""
@@ -46,7 +52,7 @@ def spawn(
             start_new_session=True,
             env={**os.environ, **(env or {})},
         )
-    return Child(name, kind, proc, log)
+    return Child(name, kind, proc, log, group)
 
 
 def stop(children: list[Child], timeout: float = 15.0) -> None:

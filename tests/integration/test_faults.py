@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -133,3 +134,30 @@ def test_stop_ends_every_process(tmp_path: Path, dataset: Path) -> None:
     run = json.loads((run_dir / "run.json").read_text())
     assert run["state"] == "stopped"
     assert os.path.exists(run_dir / "output" / "_manifest.json")
+
+
+def test_replica_killed_mid_run_the_other_takes_the_load(tmp_path: Path, dataset: Path) -> None:
+    cfg = dialogue_config(tmp_path, dataset)
+    cfg.write_text(cfg.read_text().replace("time_scale: 0.002", "time_scale: 0.1"))
+    run_dir = tmp_path / "run"
+    proc = _start(cfg, run_dir, "dataset.trials=4", "workers.window=10")
+    status = run_dir / "status" / "w000.json"
+    _wait_for(lambda: status.exists() and json.loads(status.read_text())["done"] >= 5)
+    pids = json.loads((run_dir / "pids.json").read_text())
+    victim = next(c for c in pids["children"] if c["name"] == "llm-1")
+    os.kill(victim["pid"], signal.SIGKILL)
+    killed_at = time.time()
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "replica llm-1 exited" in err
+    recs = records(run_dir)
+    assert_complete(recs, 200)  # no task lost: every call to the dead replica was retried
+    late = [
+        t
+        for r in recs
+        for t in r["history"]
+        if t.get("timings", {}).get("start", 0) > killed_at + 1
+    ]
+    assert late and all(t.get("replica") != "r1" for t in late if "replica" in t)
+    retried = [t for t in late if t.get("data", {}).get("retries")]
+    assert len(retried) < len(late) / 4, "the dead replica must be dropped, not retried per call"
