@@ -38,6 +38,7 @@ class RunStatus:
     workers: list[dict[str, Any]]
     replicas: dict[str, list[dict[str, Any]]]
     totals: dict[str, float] = field(default_factory=dict)
+    roles: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def expected(self) -> int | None:
@@ -65,7 +66,18 @@ def read_status(run_dir: Path) -> RunStatus:
             replicas[service] = list(registry.entries(f"llm/{service}").values())
     status = RunStatus(run_dir, run, workers, replicas)
     status.totals = {k: sum(float(w.get(k, 0)) for w in workers) for k in SUMMED}
+    status.roles = _merge_roles(workers)
     return status
+
+
+def _merge_roles(workers: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    merged: dict[str, dict[str, float]] = {}
+    for w in workers:
+        for role, acc in (w.get("roles") or {}).items():
+            into = merged.setdefault(role, {})
+            for key, value in acc.items():
+                into[key] = into.get(key, 0.0) + float(value)
+    return merged
 
 
 def _fmt_eta(seconds: float | None) -> str:
@@ -95,6 +107,17 @@ def render(status: RunStatus) -> str:
             f"{w.get('pid', 0):>7} {w.get('admitted', 0):>6} {w.get('done', 0):>6} "
             f"{w.get('failed', 0):>5} {w.get('in_flight', 0):>5} {w.get('active', 0):>5} "
             f"{w.get('queued', 0):>5} {w.get('steps', 0):>7} {w.get('tokens_per_s', 0):>7.0f}"
+        )
+    lines += [
+        "",
+        f"{'role':12} {'steps':>8} {'tok in':>10} {'tok out':>10} {'avg s':>7} {'errors':>6}",
+    ]
+    for role, acc in sorted(status.roles.items()):
+        steps = max(acc.get("steps", 0), 1)
+        lines.append(
+            f"{role:12} {acc.get('steps', 0):>8.0f} {acc.get('tokens_in', 0):>10.0f} "
+            f"{acc.get('tokens_out', 0):>10.0f} {acc.get('seconds', 0) / steps:>7.3f} "
+            f"{acc.get('errors', 0):>6.0f}"
         )
     for service, entries in status.replicas.items():
         names = ", ".join(f"{e['name']}@{e.get('url', '?')}" for e in entries) or "none live"

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 RATE_WINDOW = 10.0  # seconds over which rates are computed
+ROLE_FIELDS = ("steps", "tokens_in", "tokens_out", "seconds", "errors")
 
 
 @dataclass
@@ -24,7 +25,25 @@ class WorkerStats:
     tokens_out: int = 0
     row_errors: int = 0
     started: float = field(default_factory=time.time)
+    roles: dict[str, dict[str, float]] = field(default_factory=dict)
     _marks: list[tuple[float, int, int, int]] = field(default_factory=list, repr=False)
+
+    def record_turn(self, role: str, turn: dict[str, Any]) -> None:
+        """Per-role steps, tokens, seconds and errors: what `status` shows per role."""
+        usage = turn.get("usage") or {}
+        timings = turn.get("timings") or {}
+        acc = self.roles.get(role)
+        if acc is None:
+            acc = self.roles[role] = dict.fromkeys(ROLE_FIELDS, 0.0)
+        tokens_in = usage.get("prompt_tokens", 0)
+        tokens_out = usage.get("completion_tokens", 0)
+        acc["steps"] += 1
+        acc["tokens_in"] += tokens_in
+        acc["tokens_out"] += tokens_out
+        acc["seconds"] += timings.get("end", 0.0) - timings.get("start", 0.0)
+        acc["errors"] += 1 if turn.get("error") else 0
+        self.tokens_in += tokens_in
+        self.tokens_out += tokens_out
 
     def rates(self, done: int) -> dict[str, float]:
         """Rates over the last RATE_WINDOW seconds (tasks done by this origin, tokens, steps)."""

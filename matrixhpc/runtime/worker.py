@@ -199,9 +199,7 @@ class Worker:
         if turn is not None:
             turn["worker"] = self.spec.name
             turn.setdefault("timings", {"start": started, "end": time.time()})
-            usage = turn.get("usage") or {}
-            self.stats.tokens_in += usage.get("prompt_tokens", 0)
-            self.stats.tokens_out += usage.get("completion_tokens", 0)
+            self.stats.record_turn(agent.name, turn)  # type: ignore[arg-type]
             task.history.append(turn)
         task.next = self.router.after(task)
         if task.finished:
