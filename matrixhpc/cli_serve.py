@@ -10,13 +10,19 @@ from typing import Any
 import click
 
 from matrixhpc.llm.engines.commands import EngineUnavailable
-from matrixhpc.llm.serve import ReplicaSpec, run_until_signal, serve_engine, serve_simulated
+from matrixhpc.llm.serve import (
+    ReplicaSpec,
+    run_until_signal,
+    serve_engine,
+    serve_external,
+    serve_simulated,
+)
 from matrixhpc.rundir import RunDir
 
 
 def _spec(
     run_dir: Path | None, service: str, replica: int, host: str, port: int, model: str | None
-) -> tuple[ReplicaSpec, dict[str, object]]:
+) -> tuple[ReplicaSpec, dict[str, Any]]:
     """From a run directory, the service's config decides; standalone, the flags do."""
     if run_dir is None:
         spec = ReplicaSpec(service, f"r{replica}", service, host, port)
@@ -161,3 +167,53 @@ def vllm(
     """vLLM's OpenAI server; any further --flag is passed to vLLM."""
     spec, svc = _spec(run_dir, service, replica, host, port, model)
     _run_engine("vllm", spec, svc, engine_args, model)
+
+
+@serve.command()
+@_common
+@click.option("--url", default=None, help="Base URL ending in /v1 (default: the service's url).")
+@click.option("--api-key-env", default=None, help="Environment variable holding the API key.")
+def external(
+    run_dir: Path | None,
+    service: str,
+    replica: int,
+    host: str,
+    port: int,
+    model: str | None,
+    url: str | None,
+    api_key_env: str | None,
+) -> None:
+    """Register an external OpenAI-compatible endpoint as a replica of a service."""
+    spec, svc = _spec(run_dir, service, replica, host, port, model)
+    url = url or svc.get("url")
+    if not url:
+        raise click.UsageError("an external service needs --url or services.<name>.url")
+    env_name = api_key_env or svc.get("api_key_env")
+    spec = _with_external_key(spec, run_dir, str(env_name) if env_name else None)
+    served = model or svc.get("model") or "default"
+    timeout = float(svc.get("startup_timeout") or 60)
+    code = asyncio.run(run_until_signal_code(serve_external(spec, str(url), str(served), timeout)))
+    sys.exit(code)
+
+
+def _with_external_key(
+    spec: ReplicaSpec, run_dir: Path | None, env_name: str | None
+) -> ReplicaSpec:
+    """The endpoint's own key (from the environment, never the config) replaces the per-run
+    key; it is stored under RUN_DIR/secrets (0600) for workers on other nodes."""
+    import dataclasses
+    import os
+
+    if not env_name:
+        return dataclasses.replace(spec, api_key_file=None)
+    key = os.environ.get(env_name)
+    if not key:
+        raise click.UsageError(f"environment variable {env_name} (the API key) is not set")
+    if run_dir is None:
+        path = Path(os.environ.get("TMPDIR", "/tmp")) / f".matrixhpc-{spec.service}.key"
+    else:
+        path = RunDir(run_dir).secrets / f"{spec.service}.external.key"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return dataclasses.replace(spec, api_key_file=path)

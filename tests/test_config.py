@@ -440,9 +440,7 @@ def test_absolute_dataset_path_is_kept(tmp_path: Path) -> None:
     assert cfg.dataset.path == str(target)
 
 
-def test_home_in_dataset_path_is_expanded(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_home_in_dataset_path_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     cfg = load_config(HELLO, ["dataset.path=~/d.jsonl"])
     assert cfg.dataset.path == str(tmp_path / "d.jsonl")

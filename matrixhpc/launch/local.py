@@ -23,6 +23,7 @@ from matrixhpc.rundir import RunDir
 from matrixhpc.runtime.registry import Registry, atomic_write_json, read_json
 
 POLL = 0.5
+STARTUP_GRACE = 15.0
 
 
 class LaunchError(RuntimeError):
@@ -121,14 +122,19 @@ class LocalLauncher:
 
     def _wait_ready(self, service: str, replicas: int, timeout: float) -> None:
         registry = Registry(self.rd.registry)
-        deadline = time.monotonic() + timeout
+        # the serve process enforces the start-up timeout and explains a failure; the
+        # grace period lets its explanation arrive before the launcher gives up itself
+        deadline = time.monotonic() + timeout + STARTUP_GRACE
         while True:
             self._check_alive("service", " during start-up")
             live = registry.entries(f"llm/{service}", fresh=True)
             if sum(1 for e in live.values() if e.get("state", "ready") == "ready") >= replicas:
                 return
             if time.monotonic() > deadline:
-                raise LaunchError(f"service {service!r}: not ready after {timeout:.0f}s")
+                logs = "\n".join(
+                    f"{c.log}:\n{tail(c.log)}" for c in self.children if c.group == service
+                )
+                raise LaunchError(f"service {service!r}: not ready after {timeout:.0f}s\n{logs}")
             time.sleep(0.1)
 
     # ---------------------------------------------------------------- workers

@@ -129,3 +129,20 @@ async def serve_engine(
         return 1
     finally:
         proc.stop()
+
+
+async def serve_external(spec: ReplicaSpec, url: str, model: str, startup_timeout: float) -> int:
+    """Register an OpenAI-compatible endpoint run by someone else (a hosted API, a shared
+    vLLM); checked once like our own servers, then kept registered until stopped."""
+    from matrixhpc.llm.engines.process import check_external
+
+    base = url.rstrip("/")
+    try:
+        await check_external(base, spec.api_key, startup_timeout)
+    except ServerFailed as exc:
+        print(str(exc), flush=True)
+        return 1
+    entry = {**spec.entry(0, "external"), "url": base, "model": model}
+    print(f"external endpoint {spec.service}/{spec.replica} registered: {base}", flush=True)
+    await registered(spec, entry, _forever)
+    return 0

@@ -79,7 +79,10 @@ def test_jsonl_gz(tmp_path: Path) -> None:
     with gzip.open(path, "wt", encoding="utf-8") as fh:
         fh.write('{"a": 1}\n\n{"a": "é"}\n')
     rows = _rows(path)
-    assert [(r.index, r.line, r.data) for r in _good(rows)] == [(0, 1, {"a": 1}), (1, 3, {"a": "é"})]
+    assert [(r.index, r.line, r.data) for r in _good(rows)] == [
+        (0, 1, {"a": 1}),
+        (1, 3, {"a": "é"}),
+    ]
     assert count_rows(str(path)) == 2
 
 
@@ -91,8 +94,13 @@ def test_glob_of_files_in_sorted_order_with_continuous_indexes(tmp_path: Path) -
     rows = _good(_rows(tmp_path / "part-*.jsonl"))
     assert [r.index for r in rows] == list(range(6))
     assert [(r.data["f"], r.data["k"]) for r in rows] == [
-        (0, 0), (0, 1), (1, 0), (1, 1), (1, 2), (2, 0)
-    ]  # fmt: skip
+        (0, 0),
+        (0, 1),
+        (1, 0),
+        (1, 1),
+        (1, 2),
+        (2, 0),
+    ]
     assert [Path(r.source).name for r in rows] == ["part-0.jsonl"] * 2 + ["part-1.jsonl"] * 3 + [
         "part-2.jsonl"
     ]
@@ -164,7 +172,9 @@ def test_shards_partition_the_rows(tmp_path: Path, n: int) -> None:
 
 def test_shards_with_limit_partition_the_limited_rows(tmp_path: Path) -> None:
     _jsonl(tmp_path / "a.jsonl", [{"i": i} for i in range(10)])
-    slices = [[r.index for r in _rows(tmp_path / "a.jsonl", limit=7, shard=(i, 3))] for i in range(3)]
+    slices = [
+        [r.index for r in _rows(tmp_path / "a.jsonl", limit=7, shard=(i, 3))] for i in range(3)
+    ]
     assert slices == [[0, 3, 6], [1, 4], [2, 5]]
 
 

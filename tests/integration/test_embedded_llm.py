@@ -10,8 +10,15 @@ from conftest import REPO, matrixhpc, records
 
 def test_main_job_on_embedded_engine(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    proc = matrixhpc("run", str(REPO / "configs" / "coral.yaml"), "--local", "dataset.limit=3",
-                     "--run-dir", str(run_dir), timeout=600)  # fmt: skip
+    proc = matrixhpc(
+        "run",
+        str(REPO / "configs" / "coral.yaml"),
+        "--local",
+        "dataset.limit=3",
+        "--run-dir",
+        str(run_dir),
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     recs = records(run_dir)
     assert sorted(r["id"] for r in recs) == ["r0-t0", "r1-t0", "r2-t0"]
@@ -27,9 +34,15 @@ def test_main_job_on_embedded_engine(tmp_path: Path) -> None:
 
 def test_engine_that_dies_at_startup_fails_fast(tmp_path: Path) -> None:
     started = time.monotonic()
-    proc = matrixhpc("run", str(REPO / "configs" / "hello.yaml"), "--local",
-                     "services.llm.model=/nonexistent/model.gguf",
-                     "--run-dir", str(tmp_path / "run"), timeout=120)  # fmt: skip
+    proc = matrixhpc(
+        "run",
+        str(REPO / "configs" / "hello.yaml"),
+        "--local",
+        "services.llm.model=/nonexistent/model.gguf",
+        "--run-dir",
+        str(tmp_path / "run"),
+        timeout=120,
+    )
     elapsed = time.monotonic() - started
     assert proc.returncode == 1
     assert "exited with code" in proc.stderr and "during start-up" in proc.stderr

@@ -92,3 +92,23 @@ class EngineProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+async def check_external(base_url: str, api_key: str | None, timeout: float) -> None:
+    """An external endpoint must answer ``GET /models`` (with the key) within ``timeout``."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(f"{base_url}/models", headers=headers) as resp:
+                    if resp.status == 200:
+                        return
+                    last = f"HTTP {resp.status}: {(await resp.text())[:200]}"
+                    if resp.status in (401, 403):
+                        break  # a wrong key will not fix itself
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            await asyncio.sleep(1.0)
+    raise ServerFailed(f"external endpoint {base_url} is not usable: {last}")

@@ -1,0 +1,71 @@
+"""engine: external — a run uses an OpenAI-compatible endpoint it did not start."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, matrixhpc, records
+
+from matrixhpc.llm.engines.process import free_port
+
+
+@pytest.fixture
+def endpoint() -> object:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "matrixhpc",
+            "serve",
+            "simulated",
+            "--port",
+            str(port),
+            "--profile",
+            "zero",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.5)
+    yield f"http://127.0.0.1:{port}/v1"
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_run_against_external_endpoint(tmp_path: Path, endpoint: str) -> None:
+    run_dir = tmp_path / "run"
+    proc = matrixhpc(
+        "run",
+        str(REPO / "configs" / "hello.yaml"),
+        "--local",
+        "services.llm.engine=external",
+        f"services.llm.url={endpoint}",
+        "services.llm.model=anything",
+        "--run-dir",
+        str(run_dir),
+    )
+    assert proc.returncode == 0, proc.stderr
+    recs = records(run_dir)
+    assert len(recs) == 20 and all(r["status"] == "ok" for r in recs)
+    assert all(len(r["history"]) == 2 and r["history"][1]["content"] for r in recs)
+
+
+def test_unreachable_external_endpoint_fails_fast(tmp_path: Path) -> None:
+    port = free_port()
+    proc = matrixhpc(
+        "run",
+        str(REPO / "configs" / "hello.yaml"),
+        "--local",
+        "services.llm.engine=external",
+        f"services.llm.url=http://127.0.0.1:{port}/v1",
+        "services.llm.startup_timeout=3",
+        "--run-dir",
+        str(tmp_path / "run"),
+    )
+    assert proc.returncode == 1
+    assert "is not usable" in proc.stderr
