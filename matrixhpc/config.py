@@ -9,8 +9,11 @@ compile. Errors name the dotted key and the reason.
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import json
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -126,7 +129,8 @@ class RunConfig(Strict):
         return self
 
     def fingerprint(self) -> str:
-        blob = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+        # not sort_keys: the order of workers.groups decides which worker gets which roles
+        blob = json.dumps(self.model_dump(mode="json", by_alias=True))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def group_of(self, index: int) -> tuple[str, list[str]]:
@@ -315,37 +319,59 @@ def _pydantic_problems(exc: ValidationError) -> list[tuple[str, str]]:
         if isinstance(ctx_error, ConfigError):
             problems += ctx_error.problems
             continue
-        loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "str"))]
+        loc = [str(p) for p in err["loc"] if not _is_union_tag(str(p))]
         reason = err["msg"]
         if err["type"] == "extra_forbidden":
             reason = "unknown key" + _suggest(loc)
         problems.append((".".join(loc) or "(top)", reason))
-    return problems
+    return _drop_shadowed(problems)
+
+
+def _is_union_tag(part: str) -> bool:
+    """pydantic names the branch of a union in ``loc`` ("str", "list[EdgeConfig]")."""
+    return part in ("str", "int", "float", "bool") or part.startswith(
+        ("function-", "list[", "dict[")
+    )
+
+
+def _drop_shadowed(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A union reports every branch; keep the deepest (the one the user meant)."""
+    keys = [k for k, _ in problems]
+    return [(k, r) for k, r in problems if not any(o != k and o.startswith(k + ".") for o in keys)]
 
 
 def _suggest(loc: list[str]) -> str:
-    import difflib
-
     known = _known_keys(loc[:-1])
     close = difflib.get_close_matches(loc[-1], known, n=1) if loc else []
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _known_keys(parent: list[str]) -> list[str]:
+    """Field names of the section at ``parent`` (dict sections: their value model)."""
     model: Any = RunConfig
     for part in parent:
+        model = _unwrap(model)
+        if typing.get_origin(model) in (dict, list):  # part is a user's key or an index
+            model = typing.get_args(model)[-1]
+            continue
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:
-            # a dict of sub-models (services.<name>, roles.<name>) — step into its value type
-            args = getattr(model, "__args__", ())
-            model = args[-1] if args else None
-            continue
+            return []
         model = field.annotation
-        args = getattr(model, "__args__", ())
-        if args and not hasattr(model, "model_fields"):
-            model = args[-1]
+    model = _unwrap(model)
     fields = getattr(model, "model_fields", {})
     return [f.alias or n for n, f in fields.items()]
+
+
+def _unwrap(tp: Any) -> Any:
+    """``X | None`` -> X (the first model or dict among a union's members)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(tp) if a is not type(None)]
+        for member in members:
+            if hasattr(member, "model_fields") or typing.get_origin(member) in (dict, list):
+                return member
+        return members[0] if members else tp
+    return tp
 
 
 def dump_config(cfg: RunConfig, path: Path) -> None:

@@ -18,7 +18,10 @@ import jinja2
 
 from matrixhpc.task import END, Task
 
-_env = jinja2.Environment()
+# Strict: any use of a key the workflow has not set yet ("not state.pending",
+# "state.verdict != 'retry'") raises, and the condition counts as false, instead of
+# jinja's lenient Undefined making it true and ending the task at once.
+_env = jinja2.Environment(undefined=jinja2.StrictUndefined)
 
 
 class Router(Protocol):

@@ -111,11 +111,6 @@ def test_misspelled_key_inside_a_named_section_is_named_in_full(override: str) -
     assert reason.startswith("unknown key")
 
 
-@pytest.mark.xfail(
-    reason="BUG: config._known_keys steps into the dict's value model at the dict field and then "
-    "fails on the dict key (services.<name>, roles.<name>), so no suggestion is made",
-    strict=True,
-)
 @pytest.mark.parametrize(
     ("override", "suggestion"),
     [("services.llm.replics=2", "replicas"), ("roles.student.promt=hi", "prompt")],
@@ -129,11 +124,6 @@ def test_misspelled_key_inside_a_named_section_gets_a_suggestion(
     assert f"did you mean {suggestion!r}" in reason
 
 
-@pytest.mark.xfail(
-    reason="BUG: _pydantic_problems drops every loc part starting with 'str' (meant for union "
-    "tags), so a role named 'strategist' vanishes from the dotted key",
-    strict=True,
-)
 def test_typo_under_a_role_whose_name_starts_with_str() -> None:
     data = _hello()
     data["roles"]["strategist"] = data["roles"].pop("writer")

@@ -34,7 +34,7 @@ def _step(router: Router, task: Task, turn: Turn | None = None, **state: Any) ->
 
 def _run(router: Router, task: Task, limit: int = 50) -> list[str]:
     task.next = router.first(task)
-    visited = []
+    visited: list[str] = []
     while task.next != END and len(visited) < limit:
         visited.append(task.next)
         _step(router, task)
@@ -109,11 +109,6 @@ def test_undefined_key_in_stop_when_does_not_stop(expr: str) -> None:
     assert _step(router, task) == "a"
 
 
-@pytest.mark.xfail(
-    reason="BUG: routing._env uses jinja2's lenient Undefined, so a missing key compared with "
-    "!= (or negated with `not`) is truthy and the task stops at once",
-    strict=True,
-)
 @pytest.mark.parametrize("expr", ["state.verdict != 'retry'", "not state.pending"])
 def test_undefined_key_under_negation_does_not_stop(expr: str) -> None:
     check = compile_condition(expr)

@@ -22,13 +22,21 @@ class PythonAgent(Agent):
     def __init__(self, name: str, fn: PythonStep, options: dict[str, Any] | None = None) -> None:
         super().__init__(name, options)
         self.fn = fn
-        self.is_async = inspect.iscoroutinefunction(fn)
-        self.takes_options = len(inspect.signature(fn).parameters) >= 2
+        positional = [
+            p
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+        ]
+        self.takes_options = len(positional) >= 2 or any(
+            p.kind is p.VAR_POSITIONAL for p in positional
+        )
 
     async def __call__(self, task: Task, ctx: AgentContext) -> Turn | None:
         started = time.time()
         args = (task, self.options) if self.takes_options else (task,)
-        updates = await self.fn(*args) if self.is_async else self.fn(*args)
+        updates = self.fn(*args)
+        if inspect.isawaitable(updates):  # async functions, also behind sync decorators
+            updates = await updates
         if updates is None:
             return None
         if not isinstance(updates, dict):

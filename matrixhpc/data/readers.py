@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import glob
 import gzip
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -64,13 +63,13 @@ def expand_paths(pattern: str) -> list[Path]:
     return paths
 
 
-def _open(path: Path) -> IO[str]:
+def _open(path: Path) -> IO[bytes]:
     if path.name.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path), encoding="utf-8")
-    return path.open(encoding="utf-8")
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return path.open("rb")
 
 
-def _raw_lines(path: Path) -> Iterator[tuple[int, str | dict[str, Any]]]:
+def _raw_lines(path: Path) -> Iterator[tuple[int, bytes | str | dict[str, Any]]]:
     """(line number, raw text or already-parsed row) for each non-blank row."""
     if path.name.endswith(".csv"):
         with path.open(newline="", encoding="utf-8") as fh:
@@ -78,17 +77,25 @@ def _raw_lines(path: Path) -> Iterator[tuple[int, str | dict[str, Any]]]:
                 yield n, dict(record)
         return
     if path.name.endswith(".json"):
-        data = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DatasetError(f"dataset.path: {path} is not valid JSON: {exc}") from None
         rows = data if isinstance(data, list) else [data]
         yield from ((n, r if isinstance(r, dict) else json.dumps(r)) for n, r in enumerate(rows, 1))
         return
-    with _open(path) as fh:
+    with _open(path) as fh:  # bytes: one line with a bad encoding is one bad row
         for n, line in enumerate(fh, start=1):
             if line.strip():
                 yield n, line
 
 
-def _parse(raw: str | dict[str, Any], required: list[str]) -> dict[str, Any]:
+def _parse(raw: bytes | str | dict[str, Any], required: list[str]) -> dict[str, Any]:
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"not UTF-8 at byte {exc.start}") from None
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
@@ -128,7 +135,7 @@ def count_rows(pattern: str, limit: int | None = None) -> int:
     total = 0
     for path in expand_paths(pattern):
         for _ in _raw_lines(path):
-            total += 1
             if limit is not None and total >= limit:
                 return total
+            total += 1
     return total

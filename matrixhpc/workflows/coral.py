@@ -13,14 +13,20 @@ from typing import Any
 
 from matrixhpc.task import Task
 
-_COMMITTED = re.compile(r"answer\s+is\s*[:\-]?\s*\**\(?\s*([A-J])\s*\)?(?![a-z])", re.IGNORECASE)
+# "answer is" in any case; then a bracketed letter in any case, a capital not followed
+# by letters, or a lowercase letter only before punctuation or the end ("the answer is
+# a rotation" must not read as option A)
+_COMMITTED = re.compile(
+    r"(?i:answer\s+is)\s*[:\-]?\s*\**\s*"
+    r"(?:\(\s*([A-Ja-j])\s*\)|([A-J])(?![A-Za-z])|([a-j])(?=\s*(?:$|[.,;:!?*)])))"
+)
 _BRACKETED = re.compile(r"\(([A-J])\)")
 
 
 def find_letter(text: str, valid: str) -> str | None:
     """The last committed letter ("the correct answer is (C)"), else the last "(C)"."""
     for pattern in (_COMMITTED, _BRACKETED):
-        hits = [m.group(1).upper() for m in pattern.finditer(text)]
+        hits = [next(g for g in m.groups() if g).upper() for m in pattern.finditer(text)]
         hits = [h for h in hits if h in valid]
         if hits:
             return hits[-1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -36,7 +36,7 @@ def test_sync_function_without_options() -> None:
         return {"double": task.row["x"] * 2}
 
     agent = PythonAgent("calc", step, {"ignored": True})
-    assert not agent.is_async and not agent.takes_options
+    assert not agent.takes_options
     task = _task(keep="me")
     turn = _run(agent, task)
     assert task.state == {"keep": "me", "double": 4}
@@ -79,7 +79,6 @@ def test_async_function_with_and_without_options() -> None:
         return {"b": options["v"]}
 
     agent = PythonAgent("p", plain)
-    assert agent.is_async
     task = _task()
     assert _run(agent, task)["data"] == {"a": 1}
     assert _run(PythonAgent("q", with_opts, {"v": "x"}), task)["data"] == {"b": "x"}
@@ -149,11 +148,6 @@ def test_works_with_the_coral_steps_by_signature() -> None:
     assert turn["data"]["extracted"] == "B"
 
 
-@pytest.mark.xfail(
-    reason="BUG: agents/python.py counts keyword-only parameters as an options slot and "
-    "passes options positionally, so f(task, *, flag=False) raises TypeError",
-    strict=True,
-)
 def test_keyword_only_parameters_are_not_the_options_slot() -> None:
     def step(task: Task, *, flag: bool = False) -> dict[str, Any]:
         return {"flag": flag}
@@ -163,17 +157,14 @@ def test_keyword_only_parameters_are_not_the_options_slot() -> None:
     assert task.state == {"flag": False}
 
 
-@pytest.mark.xfail(
-    reason="BUG: agents/python.py decides sync/async with iscoroutinefunction, so an async "
-    "step behind a sync decorator returns an un-awaited coroutine and raises TypeError",
-    strict=True,
-)
 def test_decorated_async_function_is_awaited() -> None:
-    made: list[Any] = []
+    made: list[Coroutine[Any, Any, dict[str, Any]]] = []
 
-    def logged(fn: Callable[[Task], Awaitable[dict[str, Any]]]) -> Callable[..., Any]:
+    def logged(
+        fn: Callable[[Task], Coroutine[Any, Any, dict[str, Any]]],
+    ) -> Callable[..., Any]:
         @functools.wraps(fn)
-        def wrapper(task: Task) -> Awaitable[dict[str, Any]]:
+        def wrapper(task: Task) -> Coroutine[Any, Any, dict[str, Any]]:
             made.append(fn(task))
             return made[-1]
 

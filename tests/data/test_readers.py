@@ -138,11 +138,6 @@ def test_count_rows_with_limit(tmp_path: Path, limit: int) -> None:
     assert count_rows(str(tmp_path / "a.jsonl")) == 5
 
 
-@pytest.mark.xfail(
-    reason="BUG: count_rows checks the limit only after counting a row, so limit=0 "
-    "returns 1 while iter_rows yields nothing",
-    strict=True,
-)
 def test_count_rows_with_limit_zero(tmp_path: Path) -> None:
     _jsonl(tmp_path / "a.jsonl", [{"i": i} for i in range(5)])
     assert count_rows(str(tmp_path / "a.jsonl"), 0) == 0
@@ -259,11 +254,6 @@ def test_rows_are_read_lazily(tmp_path: Path) -> None:
     assert isinstance(first, Row) and first.index == 0
 
 
-@pytest.mark.xfail(
-    reason="BUG: readers._open decodes the whole file as strict UTF-8, so one bad byte raises "
-    "UnicodeDecodeError out of iter_rows (killing the worker) instead of one RowError",
-    strict=True,
-)
 def test_invalid_utf8_line_is_a_row_error(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
     path.write_bytes(b'{"a": 1}\n{"a": "\xff"}\n{"a": 3}\n')
@@ -272,11 +262,6 @@ def test_invalid_utf8_line_is_a_row_error(tmp_path: Path) -> None:
     assert items[1].line == 2
 
 
-@pytest.mark.xfail(
-    reason="BUG: a .json file that does not parse raises a bare JSONDecodeError from "
-    "iter_rows/count_rows instead of a DatasetError naming the file",
-    strict=True,
-)
 def test_broken_json_file_is_a_dataset_error(tmp_path: Path) -> None:
     path = tmp_path / "d.json"
     path.write_text('[{"a": 1}, {"a": ')

@@ -56,11 +56,6 @@ def test_a_word_starting_with_a_letter_is_not_an_answer() -> None:
     assert find_letter("The answer is because of gravity.", "ABCD") is None
 
 
-@pytest.mark.xfail(
-    reason="BUG: workflows/coral.py _COMMITTED is case-insensitive, so the article in "
-    "'the answer is a ...' is read as a commitment to option A",
-    strict=True,
-)
 def test_the_article_a_is_not_a_commitment() -> None:
     assert find_letter("The answer is a bit subtle, but I pick (C).", "ABCD") == "C"
 
