@@ -92,10 +92,13 @@ def _run_engine(
     args = dict(svc.get("args") or {})
     args.update(_parse_extra(extra))
     timeout = float(svc.get("startup_timeout") or 600)
+    python = svc.get("python")
     try:
         code = asyncio.run(
             run_until_signal_code(
-                serve_engine(spec, engine, model or svc.get("model"), args, timeout)
+                serve_engine(
+                    spec, engine, model or svc.get("model"), args, timeout, python, svc.get("env")
+                )
             )
         )
     except EngineUnavailable as exc:

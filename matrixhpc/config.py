@@ -55,6 +55,8 @@ class ServiceConfig(Strict):
     api_key_env: str | None = None  # engine: external
     simulated: SimulatedConfig = SimulatedConfig()
     args: dict[str, Any] = {}  # engine flags passed through (vLLM, llama.cpp)
+    python: str | None = None  # interpreter that runs the engine (its own venv/conda env)
+    env: dict[str, str] = {}  # extra environment of the engine process
 
 
 class RoleConfig(Strict):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from matrixhpc.llm.engines.commands import BUILDERS
+from matrixhpc.llm.engines.commands import BUILDERS, EngineLaunch
 from matrixhpc.llm.engines.process import EngineProcess, ServerFailed, free_port
 from matrixhpc.runtime.registry import Registry
 
@@ -104,14 +104,17 @@ async def serve_engine(
     model_path: str | None,
     args: dict[str, Any],
     startup_timeout: float,
+    python: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> int:
     """Run a real engine server as a child; returns its exit code (non-zero: it died)."""
     host = "127.0.0.1" if spec.host in ("0.0.0.0", "*") else spec.host
     port = spec.port or free_port(spec.host)
-    argv = BUILDERS[engine](model_path, spec.model, spec.host, port, spec.api_key, args)
+    launch = EngineLaunch(model_path, spec.model, spec.host, port, spec.api_key, args, python)
+    argv = BUILDERS[engine](launch)
     log_dir = spec.log_dir or Path(".")
     log = log_dir / f"{spec.service}-{spec.replica}.{engine}.log"
-    proc = EngineProcess(argv, log, f"http://{host}:{port}/v1/models", spec.api_key)
+    proc = EngineProcess(argv, log, f"http://{host}:{port}/v1/models", spec.api_key, env)
     print(
         f"starting {engine}: {' '.join(a if a != spec.api_key else '***' for a in argv)}",
         flush=True,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,34 +57,57 @@ def flag_args(args: dict[str, Any], dash: str) -> list[str]:
     return out
 
 
-def llamacpp_argv(model: str | None, alias: str, host: str, port: int, api_key: str | None,
-                  args: dict[str, Any]) -> list[str]:  # fmt: skip
-    if importlib.util.find_spec("llama_cpp") is None:
-        raise EngineUnavailable("llama.cpp is not installed: pip install 'matrixhpc[llamacpp]'")
+@dataclass(frozen=True)
+class EngineLaunch:
+    """What every engine command needs: the model, the address, the key, extra flags."""
+
+    model: str | None
+    served_name: str
+    host: str
+    port: int
+    api_key: str | None = None
+    args: dict[str, Any] = field(default_factory=dict)
+    python: str | None = None  # interpreter of the engine's own environment
+
+    def interpreter(self, module: str, hint: str) -> str:
+        if self.python is None and importlib.util.find_spec(module) is None:
+            raise EngineUnavailable(
+                f"{hint}, or point services.<name>.python at the interpreter of an "
+                "environment that has it"
+            )
+        return self.python or sys.executable
+
+
+def llamacpp_argv(launch: EngineLaunch) -> list[str]:
+    python = launch.interpreter(
+        "llama_cpp", "llama.cpp is not installed: pip install 'matrixhpc[llamacpp]'"
+    )
     settings: dict[str, Any] = {
         "n_ctx": 2048,
         "n_threads": max(1, (os.cpu_count() or 2)),
         "verbose": "False",
-        **args,
+        **launch.args,
     }
-    argv = [sys.executable, "-m", "llama_cpp.server", "--model", model or str(embedded_model())]
-    argv += ["--model_alias", alias, "--host", host, "--port", str(port)]
-    if api_key:
-        argv += ["--api_key", api_key]
+    argv = [python, "-m", "llama_cpp.server", "--model", launch.model or str(embedded_model())]
+    argv += ["--model_alias", launch.served_name, "--host", launch.host, "--port", str(launch.port)]
+    if launch.api_key:
+        argv += ["--api_key", launch.api_key]
     return argv + flag_args(settings, "_")
 
 
-def vllm_argv(model: str | None, alias: str, host: str, port: int, api_key: str | None,
-              args: dict[str, Any]) -> list[str]:  # fmt: skip
-    if not model:
+def vllm_argv(launch: EngineLaunch) -> list[str]:
+    if not launch.model:
         raise EngineUnavailable("engine vllm needs services.<name>.model (a path or HF id)")
-    if importlib.util.find_spec("vllm") is None:
-        raise EngineUnavailable("vLLM is not installed: pip install 'matrixhpc[vllm]'")
-    argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model]
-    argv += ["--served-model-name", alias, "--host", host, "--port", str(port)]
-    if api_key:
-        argv += ["--api-key", api_key]
-    return argv + flag_args(args, "-")
+    python = launch.interpreter("vllm", "vLLM is not installed: pip install 'matrixhpc[vllm]'")
+    argv = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", launch.model]
+    argv += ["--served-model-name", launch.served_name]
+    argv += ["--host", launch.host, "--port", str(launch.port)]
+    if launch.api_key:
+        argv += ["--api-key", launch.api_key]
+    return argv + flag_args(launch.args, "-")
 
 
-BUILDERS = {"llamacpp": llamacpp_argv, "vllm": vllm_argv}
+BUILDERS: dict[str, Callable[[EngineLaunch], list[str]]] = {
+    "llamacpp": llamacpp_argv,
+    "vllm": vllm_argv,
+}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import subprocess
 import time
@@ -37,8 +38,16 @@ def log_tail(path: Path, lines: int = 25) -> str:
 
 
 class EngineProcess:
-    def __init__(self, argv: list[str], log: Path, health_url: str, api_key: str | None) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        log: Path,
+        health_url: str,
+        api_key: str | None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.argv = argv
+        self.env = env or {}
         self.log = log
         self.health_url = health_url
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -48,7 +57,11 @@ class EngineProcess:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as fh:
             self.proc = subprocess.Popen(
-                self.argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                self.argv,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.env},
             )
 
     def _died(self) -> ServerFailed:
