@@ -66,4 +66,23 @@ class WorkerStats:
 
 
 def base_status(name: str, group: str) -> dict[str, Any]:
-    return {"worker": name, "group": group, "pid": os.getpid(), "host": socket.gethostname()}
+    return {
+        "worker": name,
+        "group": group,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "rss_mb": resident_mb(),
+        "cpu_s": time.process_time(),
+    }
+
+
+def resident_mb() -> float:
+    """Current resident memory (not the peak), from /proc where there is one."""
+    try:
+        with open("/proc/self/statm") as fh:
+            pages = int(fh.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

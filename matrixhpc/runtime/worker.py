@@ -321,7 +321,6 @@ class Worker:
             origin_done=self.origin_done.is_set(),
             admission_done=self.admission_done,
             updated=time.time(),
-            cpu_s=time.process_time(),
             **self.stats.rates(book.ok + book.failed),
         )
         with contextlib.suppress(OSError):
