@@ -107,10 +107,15 @@ def worker_spec(cfg: RunConfig, run_dir: Path, index: int) -> WorkerSpec:
         host=cfg.workers.host,
         shard_records=cfg.output.shard_records,
         flush_interval=cfg.output.flush_interval,
+        durability=cfg.workers.durability,
+        commit_interval=cfg.workers.commit_interval,
+        segment_bytes=cfg.workers.journal_segment_mb * 2**20,
+        lease=cfg.workers.lease,
+        ack_timeout=cfg.workers.ack_timeout,
     )
 
 
-async def run_worker(run_dir: Path, index: int) -> None:
+async def run_worker(run_dir: Path, index: int) -> bool:
     """The body of ``matrixhpc worker``: wire config, agents, router, client and run."""
     rd = RunDir(run_dir)
     cfg = rd.load()
@@ -125,6 +130,6 @@ async def run_worker(run_dir: Path, index: int) -> None:
         registry,
     )
     try:
-        await worker.run()
+        return await worker.run()
     finally:
         await client.close()

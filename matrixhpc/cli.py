@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -16,6 +14,8 @@ import click
 from matrixhpc.config import ConfigError, RunConfig, load_config
 from matrixhpc.data.readers import DatasetError, expand_paths
 from matrixhpc.rundir import RunDir, default_run_dir
+
+EXIT_RESUMABLE = 75
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -111,22 +111,62 @@ def status(run_dir: Path, as_json: bool, watch: float) -> None:
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--timeout", default=20.0, help="Seconds before SIGKILL.")
 def stop(run_dir: Path, timeout: float) -> None:
-    """Stop every process a local run started."""
-    from matrixhpc.launch.process import pid_alive
+    """Stop every process a local run started (the run stays resumable)."""
+    from matrixhpc.launch.process import stop_pids
     from matrixhpc.runtime.registry import read_json
 
     pids = read_json(RunDir(run_dir).pids) or {}
     targets = [pids["launcher"]] if pids.get("launcher") else []
     targets += [c["pid"] for c in pids.get("children", [])]
-    live = [p for p in targets if pid_alive(p)]
-    for pid in live:
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while any(pid_alive(p) for p in live) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    for pid in (p for p in live if pid_alive(p)):
-        os.kill(pid, signal.SIGKILL)
-    click.echo(f"stopped {len(live)} process(es) of {run_dir}")
+    count = stop_pids(targets, timeout)
+    click.echo(f"stopped {count} process(es) of {run_dir}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("overrides", nargs=-1)
+@click.option("--force", is_flag=True, help="Resume even if the input or config changed.")
+def resume(run_dir: Path, overrides: tuple[str, ...], force: bool) -> None:
+    """Restart whatever is not running and finish the run in RUN_DIR.
+
+    Finished tasks are kept (never rewritten); tasks in flight continue from their
+    last journaled step. KEY=VALUE overrides change the config (needs --force).
+    """
+    from matrixhpc.data.fingerprint import input_fingerprint
+    from matrixhpc.launch.local import resume_local
+    from matrixhpc.launch.process import pid_alive
+    from matrixhpc.runtime.registry import read_json
+
+    rd = RunDir(run_dir)
+    run = read_json(rd.root / "run.json") or {}
+    if not run:
+        _fail(f"{run_dir} is not a run directory (no run.json)")
+    if run.get("state") == "finished":
+        click.echo(f"{run_dir}: the run has finished; nothing to resume")
+        return
+    if run.get("launcher_pid") and pid_alive(int(run["launcher_pid"])):
+        _fail(f"{run_dir} is running (launcher pid {run['launcher_pid']}); stop it first")
+    cfg = _load(rd.config, list(overrides), None)
+    changes = []
+    if cfg.fingerprint() != run.get("config_hash"):
+        changes.append("the config")
+    if input_fingerprint(cfg.dataset.path) != run.get("input_fingerprint"):
+        changes.append(f"the input ({cfg.dataset.path})")
+    if changes and not force:
+        _fail(
+            f"refusing to resume: {' and '.join(changes)} changed since the run started; "
+            "records written so far came from the old one. Use --force to resume anyway."
+        )
+    if changes:
+        from matrixhpc.config import dump_config
+        from matrixhpc.runtime.registry import atomic_write_json
+
+        dump_config(cfg, rd.config)
+        run.update(
+            config_hash=cfg.fingerprint(), input_fingerprint=input_fingerprint(cfg.dataset.path)
+        )
+        atomic_write_json(rd.root / "run.json", run)
+    sys.exit(resume_local(rd, cfg))
 
 
 @main.command()
@@ -139,7 +179,9 @@ def worker(run_dir: Path, index: int) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     _event_loop_policy()
-    asyncio.run(run_until_signal(run_worker(run_dir, index)))
+    completed = asyncio.run(run_until_signal(run_worker(run_dir, index)))
+    # 0: the whole run is done; 75 (EX_TEMPFAIL): stopped, state saved, resume continues
+    sys.exit(0 if completed else EXIT_RESUMABLE)
 
 
 from matrixhpc.cli_serve import serve  # noqa: E402

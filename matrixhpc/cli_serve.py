@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -106,14 +107,10 @@ def _run_engine(
     sys.exit(code)
 
 
-async def run_until_signal_code(main: Any) -> int:
-    result: list[int] = []
-
-    async def keep() -> None:
-        result.append(await main)
-
-    await run_until_signal(keep())
-    return result[0] if result else 0
+async def run_until_signal_code(main: Awaitable[int]) -> int:
+    """An engine's exit code; 0 when it was stopped by a signal (that is how it ends)."""
+    code = await run_until_signal(main)
+    return 0 if code is None else code
 
 
 def _parse_extra(extra: tuple[str, ...]) -> dict[str, Any]:

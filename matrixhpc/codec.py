@@ -71,8 +71,13 @@ def task_from_wire(body: Any) -> Task:
     return Task(**fields)
 
 
-def encode_task(task: Task, kind: FrameType = FrameType.TASK) -> bytes:
-    return bytes((kind,)) + pack(task_to_wire(task))
+def encode_task(task: Task, kind: FrameType = FrameType.TASK, sender: str = "") -> bytes:
+    """A TASK or RETURN frame; ``sender`` is the worker the receiver ACKs."""
+    return bytes((kind,)) + pack([sender, task_to_wire(task)])
+
+
+def encode_ack(task_id: str, attempt: int, hop: int) -> bytes:
+    return bytes((FrameType.ACK,)) + pack([task_id, attempt, hop])
 
 
 def encode(kind: FrameType, body: Any) -> bytes:
@@ -80,7 +85,8 @@ def encode(kind: FrameType, body: Any) -> bytes:
 
 
 def decode(frame: bytes) -> tuple[FrameType, Any]:
-    """Split a frame into its type and decoded body; TASK/RETURN bodies become Tasks."""
+    """Split a frame into its type and body: TASK/RETURN -> (sender, Task);
+    ACK -> (id, attempt, hop); anything malformed raises CodecError."""
     if not frame:
         raise CodecError("empty frame")
     try:
@@ -89,5 +95,16 @@ def decode(frame: bytes) -> tuple[FrameType, Any]:
         raise CodecError(f"unknown frame type {frame[0]}") from exc
     body = unpack(frame[1:])
     if kind in (FrameType.TASK, FrameType.RETURN):
-        return kind, task_from_wire(body)
+        if not (isinstance(body, list) and len(body) == 2 and isinstance(body[0], str)):
+            raise CodecError("task frame is not [sender, task]")
+        return kind, (body[0], task_from_wire(body[1]))
+    if kind is FrameType.ACK:
+        if not (
+            isinstance(body, list)
+            and len(body) == 3
+            and isinstance(body[0], str)
+            and all(isinstance(x, int) for x in body[1:])
+        ):
+            raise CodecError("ack frame is not [id, attempt, hop]")
+        return kind, (body[0], body[1], body[2])
     return kind, body

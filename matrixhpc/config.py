@@ -111,6 +111,12 @@ class WorkersConfig(Strict):
     max_active: int = Field(4096, ge=1, description="tasks stepping at once per worker")
     groups: dict[str, GroupConfig] = {}
     host: str = "127.0.0.1"  # interface the inbox binds; "*" on clusters
+    durability: Literal["off", "batch", "strict"] = "batch"  # journal commits (see README)
+    commit_interval: float = Field(0.005, ge=0, description="seconds per group commit")
+    journal_segment_mb: int = Field(64, ge=1)
+    lease: float = Field(3600.0, gt=0, description="origin re-issues a task after this")
+    ack_timeout: float = Field(10.0, gt=0, description="resend an unacknowledged hand-off")
+    restarts: int = Field(3, ge=0, description="local launcher: restarts of a crashed worker")
 
 
 class RunConfig(Strict):

@@ -86,7 +86,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 gguf, out = Path(sys.argv[1]), Path(sys.argv[2])
 tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
 model = AutoModelForCausalLM.from_pretrained(
-    gguf.parent, gguf_file=gguf.name, torch_dtype=torch.bfloat16
+    gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16
 )
 # The weights were dequantized on load; saving must not claim a GGUF quantization.
 model.hf_quantizer = None

@@ -7,6 +7,7 @@ on the first worker failure or on Ctrl-C/SIGTERM stops everything it started.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -15,9 +16,10 @@ from types import FrameType
 from typing import Any
 
 from matrixhpc.config import RunConfig
+from matrixhpc.data.fingerprint import input_fingerprint
 from matrixhpc.data.manifest import build_manifest
 from matrixhpc.data.readers import count_rows
-from matrixhpc.launch.process import Child, matrixhpc_argv, spawn, stop, tail
+from matrixhpc.launch.process import Child, matrixhpc_argv, spawn, stop, stop_pids, tail
 from matrixhpc.launch.progress import Progress
 from matrixhpc.rundir import RunDir
 from matrixhpc.runtime.registry import Registry, atomic_write_json, read_json
@@ -44,13 +46,14 @@ class LocalLauncher:
         self.cfg = cfg
         self.children: list[Child] = []
         self._reported: set[str] = set()
+        self._restarts: dict[str, int] = {}
 
     # ---------------------------------------------------------------- run
 
     def run(self) -> int:
         previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         total = count_rows(self.cfg.dataset.path, self.cfg.dataset.limit) * self.cfg.dataset.trials
-        self._record(state="starting", total_tasks=total)
+        self._record(state="starting", total_tasks=total, launcher_pid=os.getpid())
         try:
             self.start_services()
             self.start_workers()
@@ -59,10 +62,12 @@ class LocalLauncher:
         except Interrupted as exc:
             print(f"\n[matrixhpc] {exc}: stopping the run", file=sys.stderr)
             self._shutdown("stopped")
+            print(f"[matrixhpc] continue with: matrixhpc resume {self.rd.root}", file=sys.stderr)
             return 130
         except LaunchError as exc:
             print(f"[matrixhpc] {exc}", file=sys.stderr)
             self._shutdown("failed")
+            print(f"[matrixhpc] continue with: matrixhpc resume {self.rd.root}", file=sys.stderr)
             return 1
         finally:
             for sig, handler in previous.items():
@@ -72,8 +77,13 @@ class LocalLauncher:
 
     def _shutdown(self, state: str) -> None:
         stop(self.children)
+        run = read_json(self.rd.root / "run.json") or {}
         manifest = build_manifest(
-            self.rd.output, name=self.cfg.name, config_hash=self.cfg.fingerprint(), state=state
+            self.rd.output,
+            name=self.cfg.name,
+            config_hash=self.cfg.fingerprint(),
+            input_fingerprint=run.get("input_fingerprint"),
+            state=state,
         )
         self._record(state=state, finished=time.time(), records=manifest["records"])
 
@@ -83,13 +93,12 @@ class LocalLauncher:
             "launcher": "local",
             "started": time.time(),
             "config_hash": self.cfg.fingerprint(),
+            "input_fingerprint": input_fingerprint(self.cfg.dataset.path),
         }
         run.update(fields)
         atomic_write_json(self.rd.root / "run.json", run)
 
     def _save_pids(self) -> None:
-        import os
-
         atomic_write_json(
             self.rd.pids,
             {
@@ -128,7 +137,9 @@ class LocalLauncher:
         while True:
             self._check_alive("service", " during start-up")
             live = registry.entries(f"llm/{service}", fresh=True)
-            if sum(1 for e in live.values() if e.get("state", "ready") == "ready") >= replicas:
+            ours = {c.pid for c in self.children if c.group == service}
+            ready = [e for e in live.values() if e.get("state") == "ready" and e.get("pid") in ours]
+            if len(ready) >= replicas:  # entries left by an earlier launch do not count
                 return
             if time.monotonic() > deadline:
                 logs = "\n".join(
@@ -141,19 +152,40 @@ class LocalLauncher:
 
     def start_workers(self) -> None:
         for i in range(self.cfg.workers.count):
-            argv = matrixhpc_argv("worker", "--run-dir", str(self.rd.root), "--index", str(i))
-            self.children.append(spawn(f"w{i:03d}", "worker", argv, self.rd.logs / f"w{i:03d}.log"))
+            self.children.append(self._spawn_worker(i))
         self._save_pids()
+
+    def _spawn_worker(self, index: int) -> Child:
+        argv = matrixhpc_argv("worker", "--run-dir", str(self.rd.root), "--index", str(index))
+        name = f"w{index:03d}"
+        return spawn(name, "worker", argv, self.rd.logs / f"{name}.log", group=str(index))
+
+    def _restart_crashed(self) -> None:
+        """A crashed worker comes back with the same identity and replays its journal
+        (what Slurm's requeue does on a cluster), up to ``workers.restarts`` times."""
+        for n, child in enumerate(self.children):
+            code = child.exited()
+            if child.kind != "worker" or code in (None, 0):
+                continue
+            used = self._restarts.get(child.name, 0)
+            if used >= self.cfg.workers.restarts:
+                self._check_alive("worker")
+            self._restarts[child.name] = used + 1
+            print(
+                f"\n[matrixhpc] worker {child.name} exited with code {code}; restarting it "
+                f"({used + 1}/{self.cfg.workers.restarts})",
+                file=sys.stderr,
+            )
+            self.children[n] = self._spawn_worker(int(child.group))
+            self._save_pids()
 
     def watch(self, total: int) -> None:
         progress = Progress(self.rd.root, total)
         try:
             while True:
                 self._check_services()
-                workers = [c for c in self.children if c.kind == "worker"]
-                codes = [c.exited() for c in workers]
-                if any(code not in (None, 0) for code in codes):
-                    self._check_alive("worker")
+                self._restart_crashed()
+                codes = [c.exited() for c in self.children if c.kind == "worker"]
                 progress.update()
                 if all(code == 0 for code in codes):
                     break
@@ -195,4 +227,13 @@ def launch_local(cfg: RunConfig, run_dir: Path) -> int:
     rd = RunDir(run_dir)
     rd.create(cfg)
     print(f"[matrixhpc] run directory: {run_dir}", file=sys.stderr)
+    return LocalLauncher(rd, cfg).run()
+
+
+def resume_local(rd: RunDir, cfg: RunConfig) -> int:
+    """Continue a stopped or crashed run: leftovers of the last launch are stopped
+    (their state is journaled), then services and every worker start again."""
+    pids = read_json(rd.pids) or {}
+    stop_pids([c["pid"] for c in pids.get("children", [])])
+    print(f"[matrixhpc] resuming {rd.root}", file=sys.stderr)
     return LocalLauncher(rd, cfg).run()

@@ -81,10 +81,32 @@ def tail(path: Path, lines: int = 20) -> str:
 
 
 def pid_alive(pid: int) -> bool:
+    """True if ``pid`` runs; a zombie (exited, not yet reaped) counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def stop_pids(pids: list[int], timeout: float = 20.0) -> int:
+    """SIGTERM processes we did not start in this process (a previous launch), then
+    SIGKILL what is left after ``timeout``; returns how many were alive."""
+    live = [p for p in pids if pid_alive(p)]
+    for pid in live:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while any(pid_alive(p) for p in live) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in live:
+        if pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    return len(live)

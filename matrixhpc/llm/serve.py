@@ -9,7 +9,6 @@ it after the TTL even when nobody cleans up.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import socket
 from collections.abc import Awaitable, Callable
@@ -53,14 +52,21 @@ class ReplicaSpec:
         }
 
 
-async def run_until_signal(main: Awaitable[None]) -> None:
-    """Run ``main`` until it ends or SIGTERM/SIGINT arrives; then cancel it cleanly."""
+async def run_until_signal(main: Awaitable[T]) -> T | None:
+    """Run ``main`` until it ends or a stop signal arrives; then cancel it cleanly.
+
+    SIGTERM/SIGINT (Ctrl-C, scancel) and SIGUSR2 (Slurm's warning before a time
+    limit or preemption, as submitit configures it) all mean: stop now, resumably.
+    Returns main's result, or None if it was stopped.
+    """
     task = asyncio.ensure_future(main)
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2):
         loop.add_signal_handler(sig, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    try:
+        return await task
+    except asyncio.CancelledError:
+        return None
 
 
 async def registered(

@@ -32,8 +32,12 @@ class PeerDirectory:
             self._entries = entries
 
     def address_of(self, worker: str) -> str | None:
+        """The live address of a worker; None if it is gone or has exited."""
         entry = self._entries.get(worker)
-        return entry.get("address") if entry else None
+        if entry is None or entry.get("state") == "exited":
+            return None
+        address = entry.get("address")
+        return address if isinstance(address, str) else None
 
     def pick(self, role: str) -> tuple[str, str] | None:
         """(name, address) of the least-loaded live peer hosting ``role``."""

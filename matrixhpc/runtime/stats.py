@@ -20,7 +20,8 @@ class WorkerStats:
     returned: int = 0  # finished tasks sent back to their origin
     dropped_frames: int = 0  # malformed or unknown frames
     step_errors: int = 0
-    orphans: int = 0  # finished tasks whose origin never appeared
+    duplicates: int = 0  # hand-offs received twice (dropped, re-ACKed)
+    replayed: int = 0  # journal records replayed at start
     tokens_in: int = 0
     tokens_out: int = 0
     row_errors: int = 0

@@ -14,6 +14,7 @@ import zmq
 import zmq.asyncio
 
 LINGER_MS = 5000  # let queued frames (returns to origins) leave on close
+SEND_WAIT = 2.0  # seconds a send waits for a connection before giving up
 
 
 def advertised_host(bind_host: str) -> str:
@@ -56,8 +57,23 @@ class Outbox:
             self._socks[address] = sock
         return sock
 
-    async def send(self, address: str, frame: bytes) -> None:
-        await self._socket(address).send(frame, copy=False)
+    async def send(self, address: str, frame: bytes, wait: float = SEND_WAIT) -> bool:
+        """Queue a frame for ``address``; False if the peer cannot take it within ``wait``
+        seconds (not connected, dead, or its queue full). Never blocks for longer: the
+        caller keeps the frame and retries, instead of a coroutine hanging on a dead peer."""
+        sock = self._socket(address)
+        try:
+            await sock.send(frame, flags=zmq.NOBLOCK, copy=False)
+            return True
+        except zmq.Again:
+            pass
+        if await sock.poll(timeout=int(wait * 1000), flags=zmq.POLLOUT):  # type: ignore[call-arg]
+            try:
+                await sock.send(frame, flags=zmq.NOBLOCK, copy=False)
+                return True
+            except zmq.Again:
+                return False
+        return False
 
     def close(self) -> None:
         for sock in self._socks.values():

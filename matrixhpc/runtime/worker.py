@@ -1,12 +1,14 @@
 """The worker: admits its slice of the dataset, steps tasks, hands them to peers.
 
 Per task, a coroutine runs steps back to back while this worker hosts the next
-role and is not overloaded (no serialisation for local hops); otherwise the
-task is encoded once and pushed to the least-loaded peer hosting that role. A
-finished task goes back to its origin, which writes it exactly once.
+role and is not overloaded (no serialisation for local hops); otherwise the task
+is handed to the least-loaded peer hosting that role (acknowledged hand-off, see
+:mod:`handoff`). A finished task goes back to its origin, which writes it once.
 
-The worker finishes when every worker of the run has declared its own tasks
-written: no task can then be in flight anywhere.
+Everything a worker holds is journaled (:mod:`journal`, :mod:`recovery`): a
+worker restarted with the same identity replays its journal and continues each
+dialogue from its last journaled step. The worker finishes when every worker of
+the run has declared its own tasks written: no task can then be in flight.
 """
 
 from __future__ import annotations
@@ -24,17 +26,28 @@ from typing import Any
 import zmq.asyncio
 
 from matrixhpc.agents.base import Agent, AgentContext
-from matrixhpc.codec import CodecError, FrameType, decode, encode_task
+from matrixhpc.codec import CodecError, FrameType, decode, encode_ack
 from matrixhpc.data.readers import RowError, iter_rows
-from matrixhpc.data.writers import ErrorLog, ShardWriter
+from matrixhpc.data.writers import ErrorLog, ShardWriter, recover_shards
 from matrixhpc.llm.types import ChatClient
 from matrixhpc.routing import Router
+from matrixhpc.runtime.handoff import Handoffs
+from matrixhpc.runtime.journal import Journal
 from matrixhpc.runtime.origin import OriginBook
 from matrixhpc.runtime.peers import KIND as WORKERS
 from matrixhpc.runtime.peers import PeerDirectory
+from matrixhpc.runtime.recovery import (
+    Key,
+    Recovered,
+    recover,
+    snapshot_records,
+    step_record,
+    task_record,
+)
 from matrixhpc.runtime.registry import Registry, atomic_write_json
 from matrixhpc.runtime.stats import WorkerStats, base_status
-from matrixhpc.task import END, Task
+from matrixhpc.runtime.transport import Inbox, Outbox
+from matrixhpc.task import END, Task, Turn
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +71,11 @@ class WorkerSpec:
     host: str = "127.0.0.1"
     shard_records: int = 100_000
     flush_interval: float = 1.0
+    durability: str = "batch"
+    commit_interval: float = 0.005
+    segment_bytes: int = 64 * 2**20
+    lease: float = 3600.0
+    ack_timeout: float = 10.0
 
 
 def task_seed(run_seed: int, task_id: str) -> int:
@@ -81,47 +99,104 @@ class Worker:
         self.registry = registry
         self.peers = PeerDirectory(registry, spec.name)
         self.stats = WorkerStats()
-        out_dir = spec.run_dir / "output"
-        self.book = OriginBook(ShardWriter(out_dir, spec.name, spec.shard_records), spec.window)
-        self.errors = ErrorLog(out_dir, spec.name)
+        self.out_dir = spec.run_dir / "output"
+        self.journal = Journal(
+            spec.run_dir / "journal" / spec.name,
+            spec.durability,
+            commit_interval=spec.commit_interval,
+            segment_bytes=spec.segment_bytes,
+        )
+        self.errors = ErrorLog(self.out_dir, spec.name)
+        self.book: OriginBook
+        self.held: dict[str, Task] = {}  # every task this worker is responsible for
+        self.seen: set[Key] = set()  # hand-offs taken (dedup)
         self.slots = asyncio.Semaphore(spec.max_active)
         self.active = 0
         self.queued = 0
         self.admission_done = False
         self.origin_done = asyncio.Event()
+        self.repaired: list[dict[str, Any]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._zmq = zmq.asyncio.Context()
-        self.inbox: Any = None
-        self.outbox: Any = None
+        self.inbox = Inbox(self._zmq, spec.host)
+        self.outbox = Outbox(self._zmq)
+        self.handoffs = Handoffs(spec.name, self.journal, self.outbox, self.peers, spec.ack_timeout)
 
     # ------------------------------------------------------------- lifecycle
 
-    async def run(self) -> None:
-        from matrixhpc.runtime.transport import Inbox, Outbox
-
-        self.inbox = Inbox(self._zmq, self.spec.host)
-        self.outbox = Outbox(self._zmq)
+    async def run(self) -> bool:
+        """Run to the end of the whole run (True) or until cancelled (False: resumable)."""
+        recovered = self._recover()
+        self.journal.open()
+        self.journal.pre_write.append(self.book.writer.flush)
+        self.journal.sync_fds.append(self.book.writer.fileno)
+        self.journal.snapshot = self._snapshot
         self._publish()
+        self.peers.refresh(fresh=True)
         loops = [
-            asyncio.create_task(self._receive_loop()),
-            asyncio.create_task(self._status_loop()),
+            asyncio.create_task(c)
+            for c in (
+                self._receive_loop(),
+                self._status_loop(),
+                self._lease_loop(),
+                self.handoffs.watch(self._dispatch),
+            )
         ]
+        completed = False
         try:
+            self._resume(recovered)
             await self._admit_all()
             await self.origin_done.wait()
             self._publish()
             await self._wait_for_peers()
+            completed = True
         finally:
-            for loop in loops:
-                loop.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
-            self._publish(state="exited")
-            self._write_status()
-            self.book.writer.close()
-            self.errors.close()
-            self.outbox.close()
-            self.inbox.close()
-            self._zmq.term()
+            await self._shutdown(loops, completed)
+        return completed
+
+    async def _shutdown(self, loops: list[asyncio.Task[Any]], completed: bool) -> None:
+        """Stop stepping, commit the journal and the output, leave the registry entry."""
+        jobs = [*loops, *self._tasks]
+        for job in jobs:
+            job.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
+        await self.journal.close()
+        self.book.writer.close()
+        self.errors.close()
+        self._publish(state="exited" if completed else "stopped")
+        self._write_status()
+        self.outbox.close()
+        self.inbox.close()
+        self._zmq.term()
+
+    def _recover(self) -> Recovered:
+        state = recover(self.journal.replay())
+        shards = recover_shards(self.out_dir, self.spec.name)
+        self.repaired = shards.repaired
+        for repair in shards.repaired:
+            log.warning("repaired torn output shard: %s", repair)
+        writer = ShardWriter(self.out_dir, self.spec.name, self.spec.shard_records, shards.shards)
+        self.book = OriginBook(writer, self.journal, self.spec.window)
+        self.book.restore(state.admitted, shards)
+        self.held = {
+            task_id: task
+            for task_id, task in state.held.items()
+            if not (task.origin == self.spec.name and task_id in self.book.written)
+        }
+        self.seen = state.seen
+        self.stats.replayed = state.records
+        return state
+
+    def _resume(self, state: Recovered) -> None:
+        pending = {i: p for i, p in state.pending.items() if self.held.get(i) is p.task}
+        self.handoffs.adopt(pending)
+        for task in self.held.values():
+            if task.id not in pending:
+                self._spawn(self._drive(task))
+        self._check_origin_done()
+
+    def _snapshot(self) -> list[list[Any]]:
+        return snapshot_records(self.book.in_flight, self.held, self.handoffs.pending)
 
     async def _wait_for_peers(self) -> None:
         while True:
@@ -145,26 +220,46 @@ class Worker:
             shard=(spec.index, spec.count),
             required=list(spec.required),
         )
+        resumed = bool(self.book.written or self.book.in_flight)
         for item in rows:
             if isinstance(item, RowError):
-                self.errors.write(item.to_record())
+                if not resumed or not self.errors.path.exists():
+                    self.errors.write(item.to_record())
                 self.stats.row_errors += 1
                 continue
             for trial in range(spec.trials):
                 task_id = f"r{item.index}-t{trial}"
+                if self.book.known(task_id):
+                    continue
                 task = Task(
                     id=task_id, seed=task_seed(spec.seed, task_id), row=item.data, origin=spec.name
                 )
                 task.state["trial"] = trial
                 await self.book.admit(task)
-                task.next = self.router.first(task)
-                self._spawn(self._drive(task))
+                self._start(task)
         self.admission_done = True
         self._check_origin_done()
+
+    def _start(self, task: Task) -> None:
+        """A newly admitted (or re-issued) task: journal it and start stepping it here."""
+        task.next = self.router.first(task)
+        self.held[task.id] = task
+        self.journal.append(task_record(task))
+        self._spawn(self._drive(task))
 
     def _check_origin_done(self) -> None:
         if self.admission_done and not self.book.in_flight:
             self.origin_done.set()
+
+    async def _lease_loop(self) -> None:
+        """Re-issue tasks that have not come back within their lease (attempt + 1)."""
+        while True:
+            await asyncio.sleep(min(5.0, self.spec.lease / 4))
+            for task_id in self.book.expired(self.spec.lease, time.time(), set(self.held)):
+                seed = task_seed(self.spec.seed, task_id)
+                task = self.book.reissue(task_id, seed, self.spec.name)
+                log.warning("lease expired: re-issuing %s as attempt %d", task_id, task.attempt)
+                self._start(task)
 
     # ------------------------------------------------------------- stepping
 
@@ -177,6 +272,8 @@ class Worker:
             try:
                 while not task.finished and self._keeps(task.next):
                     await self._step(self.agents[task.next], task)
+            except asyncio.CancelledError:
+                raise
             except Exception as exc:  # routing or bookkeeping bug: fail the task, keep it
                 log.exception("task %s failed outside its agent", task.id)
                 self._fail(task, f"{type(exc).__name__}: {exc}")
@@ -191,6 +288,8 @@ class Worker:
         started = time.time()
         try:
             turn = await agent(task, self.ctx)
+        except asyncio.CancelledError:
+            raise
         except Exception as exc:  # a step's failure is the task's, never the worker's
             self.stats.step_errors += 1
             turn = {"role": agent.name, "content": "", "error": f"{type(exc).__name__}: {exc}"}
@@ -204,6 +303,9 @@ class Worker:
         task.next = self.router.after(task)
         if task.finished:
             self._finish(task)
+        self.journal.append(step_record(task, turn))
+        if self.spec.durability == "strict":
+            await self.journal.commit()
 
     def _finish(self, task: Task) -> None:
         last = task.last_turn()
@@ -211,17 +313,28 @@ class Worker:
         task.status = "failed" if task.error else "ok"
         task.updated = time.time()
 
+    def _fail(self, task: Task, reason: str) -> None:
+        turn: Turn = {"role": task.next, "content": "", "error": reason, "worker": self.spec.name}
+        task.history.append(turn)
+        task.hop += 1
+        task.next = END
+        self._finish(task)
+        self.journal.append(step_record(task, turn))
+
     # ------------------------------------------------------------- hand-off
 
     async def _dispatch(self, task: Task) -> None:
         if task.finished:
-            await self._return(task)
+            if task.origin == self.spec.name:
+                self._complete(task)
+            else:
+                await self.handoffs.send(task, task.origin, FrameType.RETURN)
             return
         deadline = time.monotonic() + PEER_WAIT
         while True:
             peer = self.peers.pick(task.next)
             if peer is not None:
-                await self.outbox.send(peer[1], encode_task(task))
+                await self.handoffs.send(task, peer[0], FrameType.TASK)
                 self.stats.sent += 1
                 return
             if task.next in self.agents:
@@ -229,36 +342,19 @@ class Worker:
                 return
             if time.monotonic() > deadline:
                 self._fail(task, f"no live worker hosts role {task.next!r}")
-                await self._return(task)
+                await self._dispatch(task)
                 return
             await asyncio.sleep(0.2)
             self.peers.refresh(fresh=True)
-
-    def _fail(self, task: Task, reason: str) -> None:
-        task.history.append(
-            {"role": task.next, "content": "", "error": reason, "worker": self.spec.name}
-        )
-        task.next = END
-        self._finish(task)
-
-    async def _return(self, task: Task) -> None:
-        if task.origin == self.spec.name:
-            self._complete(task)
-            return
-        deadline = time.monotonic() + PEER_WAIT
-        while (address := self.peers.address_of(task.origin)) is None:
-            if time.monotonic() > deadline:  # a forged or foreign task: nobody to return it to
-                log.warning("task %s: origin %s unknown; dropped", task.id, task.origin)
-                self.stats.orphans += 1
-                return
-            await asyncio.sleep(0.2)
-            self.peers.refresh(fresh=True)
-        await self.outbox.send(address, encode_task(task, FrameType.RETURN))
-        self.stats.returned += 1
 
     def _complete(self, task: Task) -> None:
         self.book.complete(task)
+        self._release(task)
         self._check_origin_done()
+
+    def _release(self, task: Task) -> None:
+        if self.held.get(task.id) is task:
+            del self.held[task.id]
 
     # ------------------------------------------------------------- inbox
 
@@ -271,12 +367,49 @@ class Worker:
                 self.stats.dropped_frames += 1
                 continue
             if kind is FrameType.TASK:
-                self.stats.received += 1
-                self._spawn(self._drive(body))
+                self._spawn(self._accept(*body))
             elif kind is FrameType.RETURN:
-                self._complete(body)
+                self._spawn(self._accept_return(*body))
+            elif kind is FrameType.ACK:
+                task = self.handoffs.acked(body)
+                if task is not None:
+                    self._release(task)
             else:
-                self.stats.dropped_frames += 1  # ACK/CONTROL not used by this runtime yet
+                self.stats.dropped_frames += 1  # CONTROL: nothing uses it yet
+
+    async def _accept(self, sender: str, task: Task) -> None:
+        """Take a hand-off: journal it, commit, then ACK (so it can never be lost)."""
+        key = (task.id, task.attempt, task.hop)
+        if key in self.seen:
+            self.stats.duplicates += 1
+            await self.journal.commit()
+            await self._ack(sender, key)
+            return
+        self.seen.add(key)
+        self.stats.received += 1
+        self.held[task.id] = task
+        self.journal.append(task_record(task))
+        await self.journal.commit()
+        await self._ack(sender, key)
+        await self._drive(task)
+
+    async def _accept_return(self, sender: str, task: Task) -> None:
+        """A finished task back at its origin: write it once, commit, then ACK."""
+        if task.origin == self.spec.name:
+            self.book.complete(task)
+            self._check_origin_done()
+        else:
+            self.stats.dropped_frames += 1
+        await self.journal.commit()
+        await self._ack(sender, (task.id, task.attempt, task.hop))
+
+    async def _ack(self, sender: str, key: Key) -> None:
+        address = self.peers.address_of(sender)
+        if address is None:
+            self.peers.refresh(fresh=True)
+            address = self.peers.address_of(sender)
+        if address is not None:
+            await self.outbox.send(address, encode_ack(*key))
 
     # ------------------------------------------------------------- status
 
@@ -285,7 +418,7 @@ class Worker:
             self.peers.refresh()
             self._publish()
             self._write_status()
-            self.book.writer.flush()
+            self.book.writer.write_index()
             self.errors.flush()
             await asyncio.sleep(self.spec.flush_interval)
 
@@ -303,7 +436,8 @@ class Worker:
         # once this origin is done the entry must outlive its heartbeat: peers still
         # count it when deciding the whole run has finished
         ttl = None if self.origin_done.is_set() else -1.0
-        self.registry.register(WORKERS, self.spec.name, entry, ttl=ttl)
+        with contextlib.suppress(OSError):
+            self.registry.register(WORKERS, self.spec.name, entry, ttl=ttl)
 
     def _write_status(self) -> None:
         book = self.book
@@ -315,9 +449,17 @@ class Worker:
             ok=book.ok,
             failed=book.failed,
             in_flight=len(book.in_flight),
+            held=len(self.held),
             active=self.active,
             queued=self.queued,
-            duplicates=book.duplicates,
+            duplicates_written=book.duplicates,
+            stale=book.stale,
+            reissued=book.reissued,
+            pending_acks=len(self.handoffs.pending),
+            resent=self.handoffs.resent,
+            rerouted=self.handoffs.rerouted,
+            journal=self.journal.stats,
+            repaired=self.repaired,
             origin_done=self.origin_done.is_set(),
             admission_done=self.admission_done,
             updated=time.time(),

@@ -1,0 +1,102 @@
+"""Resident memory of a design's processes over time, sampled from /proc (Linux).
+
+A background thread walks the descendants of this (the harness) process every
+``interval`` seconds; engines (``... serve ...`` command lines) are counted apart from the
+framework (workers, dispatcher, the ``matrixhpc run`` launcher). Runs happen one at a
+time, so every descendant belongs to the design being measured.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass
+class Sample:
+    t: float
+    framework_mb: float
+    engine_mb: float
+    processes: int
+
+
+@dataclass
+class ProcSampler:
+    interval: float = 0.5
+    samples: list[Sample] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> ProcSampler:
+        self._thread = threading.Thread(target=self._loop, name="proc-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def peak(self) -> dict[str, float]:
+        if not self.samples:
+            return {"framework_mb": 0.0, "engine_mb": 0.0, "total_mb": 0.0, "processes": 0}
+        return {
+            "framework_mb": max(s.framework_mb for s in self.samples),
+            "engine_mb": max(s.engine_mb for s in self.samples),
+            "total_mb": max(s.framework_mb + s.engine_mb for s in self.samples),
+            "processes": max(s.processes for s in self.samples),
+        }
+
+    def _loop(self) -> None:
+        me = os.getpid()
+        while not self._stop.is_set():
+            framework = engine = 0.0
+            pids = descendants(me)
+            for pid in pids:
+                rss = rss_mb(pid)
+                if is_engine(pid):
+                    engine += rss
+                else:
+                    framework += rss
+            self.samples.append(Sample(time.time(), framework, engine, len(pids)))
+            self._stop.wait(self.interval)
+
+
+def descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    out: list[int] = []
+    stack = list(children.get(root, []))
+    while stack:
+        pid = stack.pop()
+        out.append(pid)
+        stack.extend(children.get(pid, []))
+    return out
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def is_engine(pid: int) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"serve" in argv

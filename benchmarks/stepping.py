@@ -1,0 +1,141 @@
+"""What the baseline processes share with the runtime: building roles, running one step.
+
+``Stepper`` is built from the run directory exactly like ``matrixhpc worker`` builds its
+worker (``matrixhpc.build``: the same agents, router and client policies; the same
+``LLMClient`` over the same registry), and runs a step the way
+``matrixhpc.runtime.worker.Worker._step`` does: call the agent, turn an exception into an
+error turn, count the hop, stamp and append the turn. Routing is separate (:meth:`route`)
+because the centralised dispatcher runs it in another process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from matrixhpc.agents.base import AgentContext
+from matrixhpc.build import build_agents, build_router, client_policies
+from matrixhpc.config import RunConfig
+from matrixhpc.data.readers import RowError, iter_rows
+from matrixhpc.llm.client import LLMClient
+from matrixhpc.llm.replicas import RegistryReplicaSource
+from matrixhpc.routing import Router
+from matrixhpc.rundir import RunDir
+from matrixhpc.runtime.registry import Registry, atomic_write_json
+from matrixhpc.runtime.stats import WorkerStats, base_status
+from matrixhpc.runtime.worker import task_seed
+from matrixhpc.task import Task
+
+
+def event_loop_policy() -> None:
+    """uvloop when installed, as ``matrixhpc worker`` does."""
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
+
+
+def make_tasks(cfg: RunConfig, name: str, shard: tuple[int, int] = (0, 1)) -> Iterator[Task]:
+    """The tasks of a dataset slice, with the runtime's ids (``r<row>-t<trial>``) and seeds."""
+    rows = iter_rows(
+        cfg.dataset.path,
+        limit=cfg.dataset.limit,
+        shard=shard,
+        required=list(cfg.dataset.required),
+    )
+    for item in rows:
+        if isinstance(item, RowError):
+            continue
+        for trial in range(cfg.dataset.trials):
+            task_id = f"r{item.index}-t{trial}"
+            task = Task(id=task_id, seed=task_seed(cfg.seed, task_id), row=item.data, origin=name)
+            task.state["trial"] = trial
+            yield task
+
+
+class Stepper:
+    """One process's roles, router and LLM client, built from the run directory."""
+
+    def __init__(self, name: str, run_dir: Path) -> None:
+        rd = RunDir(run_dir)
+        self.name = name
+        self.run_dir = run_dir
+        self.cfg: RunConfig = rd.load()
+        self.agents = build_agents(self.cfg, list(self.cfg.roles))
+        self.router: Router = build_router(self.cfg.routing)
+        self.registry = Registry(rd.registry, scan_interval=1.0)
+        self.stats = WorkerStats()
+        self.client: LLMClient | None = None
+        self.ctx: AgentContext | None = None
+        self._start = (time.process_time(), _rss())
+
+    def connect(self) -> None:
+        """The process's one LLM client (inside the running loop)."""
+        source = RegistryReplicaSource(self.registry)
+        self.client = LLMClient(source, client_policies(self.cfg))
+        self.ctx = AgentContext(llm=self.client, worker=self.name)
+
+    def mark_start(self) -> None:
+        """CPU and memory once set up, before the first task: the start of the measurement."""
+        self.stats.started = time.time()
+        self._start = (time.process_time(), _rss())
+
+    async def step(self, task: Task) -> None:
+        """Run the agent of ``task.next`` once and append its turn (no routing)."""
+        agent = self.agents[task.next]
+        assert self.ctx is not None, "connect() first"
+        started = time.time()
+        try:
+            turn = await agent(task, self.ctx)
+        except Exception as exc:  # a step's failure is the task's, never the process's
+            self.stats.step_errors += 1
+            turn = {"role": agent.name, "content": "", "error": f"{type(exc).__name__}: {exc}"}
+        task.hop += 1
+        self.stats.steps += 1
+        if turn is not None:
+            turn["worker"] = self.name
+            turn.setdefault("timings", {"start": started, "end": time.time()})
+            self.stats.record_turn(agent.name, turn)  # type: ignore[arg-type]
+            task.history.append(turn)
+
+    def route(self, task: Task) -> None:
+        """Pick the next role; a finished task gets its status (as the runtime does)."""
+        route(self.router, task)
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+
+    def write_status(self, kind: str, **extra: Any) -> None:
+        status = base_status(self.name, kind)
+        status.update(
+            self.stats.counters(),
+            kind=kind,
+            cpu_s_start=self._start[0],
+            rss_mb_start=self._start[1],
+            updated=time.time(),
+            **extra,
+        )
+        with contextlib.suppress(OSError):
+            atomic_write_json(RunDir(self.run_dir).status / f"{self.name}.json", status)
+
+
+def route(router: Router, task: Task) -> None:
+    task.next = router.after(task)
+    if task.finished:
+        last = task.last_turn()
+        task.error = last.get("error") if last else None
+        task.status = "failed" if task.error else "ok"
+        task.updated = time.time()
+
+
+def _rss() -> float:
+    from matrixhpc.runtime.stats import resident_mb
+
+    return resident_mb()

@@ -1,0 +1,84 @@
+"""The sender's side of at-least-once hand-offs between workers.
+
+A task handed to a peer (or returned to its origin) stays journaled and in memory
+until the receiver ACKs it; the receiver ACKs only after journaling it. Without
+an ACK the frame is resent after ``ack_timeout`` to the peer's current address
+(it may have restarted elsewhere); a TASK whose peer has left the registry is
+re-routed instead. Receivers drop duplicates by (id, attempt, hop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from matrixhpc.codec import FrameType, encode_task
+from matrixhpc.runtime.journal import Journal
+from matrixhpc.runtime.peers import PeerDirectory
+from matrixhpc.runtime.recovery import Key, Pending, acked_record, sent_record
+from matrixhpc.runtime.transport import Outbox
+from matrixhpc.task import Task
+
+
+class Handoffs:
+    def __init__(
+        self, me: str, journal: Journal, outbox: Outbox, peers: PeerDirectory, ack_timeout: float
+    ) -> None:
+        self.me = me
+        self.journal = journal
+        self.outbox = outbox
+        self.peers = peers
+        self.ack_timeout = ack_timeout
+        self.pending: dict[str, Pending] = {}
+        self.resent = 0
+        self.rerouted = 0
+
+    async def send(self, task: Task, peer: str, kind: FrameType) -> None:
+        pending = Pending(task, peer, int(kind), time.monotonic())
+        self.pending[task.id] = pending
+        self.journal.append(sent_record(pending))
+        address = self.peers.address_of(peer)
+        sent = address is not None and await self.outbox.send(
+            address, encode_task(task, kind, self.me)
+        )
+        if not sent:  # nobody reachable yet: the watcher retries within a second or so
+            pending.sent_at = time.monotonic() - self.ack_timeout + 1.0
+
+    def acked(self, key: Key) -> Task | None:
+        """The receiver has the task: forget it (returns it, or None for a stray ACK)."""
+        pending = self.pending.get(key[0])
+        if pending is None or pending.key != key:
+            return None
+        del self.pending[key[0]]
+        self.journal.append(acked_record(key))
+        return pending.task
+
+    def adopt(self, pending: dict[str, Pending]) -> None:
+        """Hand-offs still unacknowledged when the worker last stopped: resend them."""
+        for p in pending.values():
+            p.sent_at = 0.0
+        self.pending.update(pending)
+
+    async def watch(self, reroute: Callable[[Task], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, self.ack_timeout / 4))
+            now = time.monotonic()
+            for pending in [p for p in self.pending.values() if now - p.sent_at > self.ack_timeout]:
+                await self._retry(pending, now, reroute)
+
+    async def _retry(
+        self, pending: Pending, now: float, reroute: Callable[[Task], Awaitable[None]]
+    ) -> None:
+        address = self.peers.address_of(pending.peer)
+        if address is None and pending.kind == FrameType.TASK:
+            del self.pending[pending.task.id]  # the peer is gone: someone else takes it
+            self.rerouted += 1
+            await reroute(pending.task)
+            return
+        pending.sent_at = now
+        if address is not None:
+            self.resent += 1
+            frame = encode_task(pending.task, FrameType(pending.kind), self.me)
+            if not await self.outbox.send(address, frame):
+                pending.sent_at = now - self.ack_timeout + 1.0
