@@ -19,7 +19,14 @@ from typing import Any, Literal
 
 import jinja2
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 Engine = Literal["simulated", "llamacpp", "vllm", "external"]
 
@@ -117,6 +124,12 @@ class WorkersConfig(Strict):
     lease: float = Field(3600.0, gt=0, description="origin re-issues a task after this")
     ack_timeout: float = Field(10.0, gt=0, description="resend an unacknowledged hand-off")
     restarts: int = Field(3, ge=0, description="local launcher: restarts of a crashed worker")
+
+    @field_validator("durability", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        """YAML 1.1 reads a bare ``off`` as false: ``durability: off`` must still work."""
+        return "off" if value is False else value
 
 
 class RunConfig(Strict):
