@@ -7,18 +7,20 @@ and from the worker (which should not know how roles are declared).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from matrixhpc.agents.base import Agent
 from matrixhpc.agents.llm import LLMAgent
 from matrixhpc.agents.python import PythonAgent
 from matrixhpc.config import RoleConfig, RoutingConfig, RunConfig
+from matrixhpc.data.manifest import build_manifest
 from matrixhpc.imports import import_object
 from matrixhpc.llm.client import LLMClient
 from matrixhpc.llm.replicas import RegistryReplicaSource
 from matrixhpc.llm.types import ClientPolicy
 from matrixhpc.routing import FunctionRouter, GraphRouter, Router, SequentialRouter, graph_edges
 from matrixhpc.rundir import RunDir
-from matrixhpc.runtime.registry import Registry
+from matrixhpc.runtime.registry import Registry, read_json
 from matrixhpc.runtime.worker import Worker, WorkerSpec
 
 
@@ -130,6 +132,20 @@ async def run_worker(run_dir: Path, index: int) -> bool:
         registry,
     )
     try:
-        return await worker.run()
+        completed = await worker.run()
     finally:
         await client.close()
+    if completed and index == 0:  # whoever launched the run may be gone (Slurm, detached)
+        write_manifest(rd, cfg, "finished")
+    return completed
+
+
+def write_manifest(rd: RunDir, cfg: RunConfig, state: str) -> dict[str, Any]:
+    run = read_json(rd.root / "run.json") or {}
+    return build_manifest(
+        rd.output,
+        name=cfg.name,
+        config_hash=cfg.fingerprint(),
+        input_fingerprint=run.get("input_fingerprint"),
+        state=state,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -61,22 +62,30 @@ def main() -> None:
     help="Swap every LLM service for this engine (simulated = dry run).",
 )
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Default runs/<name>-<time>.")
+@click.option("--detach", is_flag=True, help="Slurm: submit and return (follow with status).")
 def run(
     config: Path,
     overrides: tuple[str, ...],
     launcher: str | None,
     engine: str | None,
     run_dir: Path | None,
+    detach: bool,
 ) -> None:
-    """Run the workflow in CONFIG; KEY=VALUE overrides any config key by dotted path."""
+    """Run the workflow in CONFIG; KEY=VALUE overrides any config key by dotted path.
+
+    Through Slurm when `sbatch` is on PATH (--slurm), else on this machine (--local).
+    """
+    cfg = _load(config, list(overrides), engine)
+    launcher = launcher or ("slurm" if shutil.which("sbatch") else "local")
+    run_dir = (run_dir or default_run_dir(cfg)).absolute()
+    if (run_dir / "run.json").exists():
+        _fail(f"{run_dir} already holds a run (matrixhpc resume {run_dir} continues it)")
+    if launcher == "slurm":
+        from matrixhpc.launch.slurm import launch_slurm
+
+        sys.exit(launch_slurm(cfg, run_dir, detach=detach))
     from matrixhpc.launch.local import launch_local
 
-    cfg = _load(config, list(overrides), engine)
-    if launcher == "slurm":
-        _fail("the Slurm launcher is not available yet; use --local")
-    run_dir = run_dir or default_run_dir(cfg)
-    if (run_dir / "run.json").exists():
-        _fail(f"{run_dir} already holds a run")
     sys.exit(launch_local(cfg, run_dir))
 
 
@@ -111,11 +120,20 @@ def status(run_dir: Path, as_json: bool, watch: float) -> None:
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--timeout", default=20.0, help="Seconds before SIGKILL.")
 def stop(run_dir: Path, timeout: float) -> None:
-    """Stop every process a local run started (the run stays resumable)."""
+    """Stop every process or Slurm job the run started (the run stays resumable)."""
     from matrixhpc.launch.process import stop_pids
     from matrixhpc.runtime.registry import read_json
 
-    pids = read_json(RunDir(run_dir).pids) or {}
+    rd = RunDir(run_dir)
+    run = read_json(rd.root / "run.json") or {}
+    if run.get("launcher") == "slurm":
+        from matrixhpc.launch.slurm import SlurmLauncher
+
+        launcher = SlurmLauncher(rd, rd.load())
+        launcher.cancel()
+        click.echo(f"cancelled {len(launcher.job_ids())} job(s) of {run_dir}")
+        return
+    pids = read_json(rd.pids) or {}
     targets = [pids["launcher"]] if pids.get("launcher") else []
     targets += [c["pid"] for c in pids.get("children", [])]
     count = stop_pids(targets, timeout)
@@ -166,6 +184,10 @@ def resume(run_dir: Path, overrides: tuple[str, ...], force: bool) -> None:
             config_hash=cfg.fingerprint(), input_fingerprint=input_fingerprint(cfg.dataset.path)
         )
         atomic_write_json(rd.root / "run.json", run)
+    if run.get("launcher") == "slurm":
+        from matrixhpc.launch.slurm import resume_slurm
+
+        sys.exit(resume_slurm(rd, cfg))
     sys.exit(resume_local(rd, cfg))
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
+from matrixhpc.launch.completion import wait_run_finished
 from matrixhpc.llm.engines.commands import EngineUnavailable
 from matrixhpc.llm.serve import (
     ReplicaSpec,
@@ -19,6 +20,14 @@ from matrixhpc.llm.serve import (
     serve_simulated,
 )
 from matrixhpc.rundir import RunDir
+
+
+def _finished(run_dir: Path | None) -> Callable[[], Awaitable[None]] | None:
+    """In a run, a server stops by itself once every worker is done."""
+    if run_dir is None:
+        return None
+    workers = RunDir(run_dir).load().workers.count
+    return lambda: wait_run_finished(run_dir, workers)
 
 
 def _spec(
@@ -84,11 +93,16 @@ def simulated(
     assert isinstance(sim, dict)
     profile = profile or sim.get("profile", "h100-llama3.1-8b")
     scale = time_scale if time_scale is not None else float(sim.get("time_scale", 1.0))
-    asyncio.run(run_until_signal(serve_simulated(spec, str(profile), scale)))
+    asyncio.run(run_until_signal(serve_simulated(spec, str(profile), scale, _finished(run_dir))))
 
 
 def _run_engine(
-    engine: str, spec: ReplicaSpec, svc: dict[str, Any], extra: tuple[str, ...], model: str | None
+    engine: str,
+    spec: ReplicaSpec,
+    svc: dict[str, Any],
+    extra: tuple[str, ...],
+    model: str | None,
+    run_dir: Path | None,
 ) -> None:
     args = dict(svc.get("args") or {})
     args.update(_parse_extra(extra))
@@ -98,7 +112,14 @@ def _run_engine(
         code = asyncio.run(
             run_until_signal_code(
                 serve_engine(
-                    spec, engine, model or svc.get("model"), args, timeout, python, svc.get("env")
+                    spec,
+                    engine,
+                    model or svc.get("model"),
+                    args,
+                    timeout,
+                    python,
+                    svc.get("env"),
+                    _finished(run_dir),
                 )
             )
         )
@@ -149,7 +170,7 @@ def llamacpp(
 ) -> None:
     """llama.cpp's OpenAI server on CPU (default model: the embedded SmolLM2-135M)."""
     spec, svc = _spec(run_dir, service, replica, host, port, model)
-    _run_engine("llamacpp", spec, svc, engine_args, model)
+    _run_engine("llamacpp", spec, svc, engine_args, model, run_dir)
 
 
 @serve.command(context_settings=_PASS)
@@ -166,7 +187,7 @@ def vllm(
 ) -> None:
     """vLLM's OpenAI server; any further --flag is passed to vLLM."""
     spec, svc = _spec(run_dir, service, replica, host, port, model)
-    _run_engine("vllm", spec, svc, engine_args, model)
+    _run_engine("vllm", spec, svc, engine_args, model, run_dir)
 
 
 @serve.command()
@@ -192,7 +213,11 @@ def external(
     spec = _with_external_key(spec, run_dir, str(env_name) if env_name else None)
     served = model or svc.get("model") or "default"
     timeout = float(svc.get("startup_timeout") or 60)
-    code = asyncio.run(run_until_signal_code(serve_external(spec, str(url), str(served), timeout)))
+    code = asyncio.run(
+        run_until_signal_code(
+            serve_external(spec, str(url), str(served), timeout, _finished(run_dir))
+        )
+    )
     sys.exit(code)
 
 

@@ -132,6 +132,46 @@ class WorkersConfig(Strict):
         return "off" if value is False else value
 
 
+class SlurmJobConfig(Strict):
+    """Resources of one kind of job (LLM server replicas, or workers)."""
+
+    partition: str | None = None  # default: slurm.partition
+    account: str | None = None
+    qos: str | None = None
+    time: str | int = "1-00:00:00"  # D-HH:MM:SS, HH:MM:SS or minutes
+    nodes: int = Field(1, ge=1)
+    cpus: int = Field(2, ge=1)
+    mem: str | None = None  # e.g. "32G"
+    gpus: int | None = None  # per job; default: 1 for vllm servers, else none
+    gres: str | None = None
+    constraint: str | None = None
+    exclusive: bool = False
+    additional: dict[str, Any] = {}  # any other sbatch option, e.g. {reservation: x}
+
+
+class ServerJobConfig(SlurmJobConfig):
+    cpus: int = Field(4, ge=1)
+
+
+class SlurmConfig(Strict):
+    """How `--slurm` submits: one job per LLM replica, one array for the workers
+    (mode: jobs), or everything in one multi-node allocation (mode: allocation)."""
+
+    mode: Literal["jobs", "allocation"] = "jobs"
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    setup: list[str] = []  # shell lines run first in every job (module load, venv)
+    python: str | None = None  # interpreter on the compute nodes (default: this one)
+    bind_host: str = "*"  # interface servers and workers listen on; "*" = all
+    signal_delay_s: int = Field(120, ge=0, description="SIGUSR2 this long before the limit")
+    array_parallelism: int = Field(256, ge=1)
+    servers: ServerJobConfig = ServerJobConfig()
+    workers: SlurmJobConfig = SlurmJobConfig()
+    additional: dict[str, Any] = {}  # sbatch options for every job
+
+
 class RunConfig(Strict):
     name: str = "run"
     seed: int = 0
@@ -141,6 +181,7 @@ class RunConfig(Strict):
     dataset: DatasetConfig
     output: OutputConfig = OutputConfig()
     workers: WorkersConfig = WorkersConfig()
+    slurm: SlurmConfig = SlurmConfig()
 
     @model_validator(mode="after")
     def _cross_check(self) -> RunConfig:

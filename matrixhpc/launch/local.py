@@ -16,11 +16,10 @@ from types import FrameType
 from typing import Any
 
 from matrixhpc.config import RunConfig
-from matrixhpc.data.fingerprint import input_fingerprint
 from matrixhpc.data.manifest import build_manifest
-from matrixhpc.data.readers import count_rows
 from matrixhpc.launch.process import Child, matrixhpc_argv, spawn, stop, stop_pids, tail
 from matrixhpc.launch.progress import Progress
+from matrixhpc.launch.runinfo import record_run
 from matrixhpc.rundir import RunDir
 from matrixhpc.runtime.registry import Registry, atomic_write_json, read_json
 
@@ -52,8 +51,8 @@ class LocalLauncher:
 
     def run(self) -> int:
         previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        total = count_rows(self.cfg.dataset.path, self.cfg.dataset.limit) * self.cfg.dataset.trials
-        self._record(state="starting", total_tasks=total, launcher_pid=os.getpid())
+        run = record_run(self.rd, self.cfg, "local", state="starting", launcher_pid=os.getpid())
+        total = int(run["total_tasks"])
         try:
             self.start_services()
             self.start_workers()
@@ -88,15 +87,7 @@ class LocalLauncher:
         self._record(state=state, finished=time.time(), records=manifest["records"])
 
     def _record(self, **fields: Any) -> None:
-        run = read_json(self.rd.root / "run.json") or {
-            "name": self.cfg.name,
-            "launcher": "local",
-            "started": time.time(),
-            "config_hash": self.cfg.fingerprint(),
-            "input_fingerprint": input_fingerprint(self.cfg.dataset.path),
-        }
-        run.update(fields)
-        atomic_write_json(self.rd.root / "run.json", run)
+        record_run(self.rd, self.cfg, "local", **fields)
 
     def _save_pids(self) -> None:
         atomic_write_json(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,11 +87,30 @@ async def registered(
         registry.deregister(kind, spec.replica)
 
 
+Waiter = Callable[[], Awaitable[None]]
+
+
 async def _forever() -> None:
     await asyncio.Event().wait()
 
 
-async def serve_simulated(spec: ReplicaSpec, profile_name: str, time_scale: float) -> None:
+async def _first(exits: Callable[[], Awaitable[int]], finished: Waiter | None) -> int:
+    """The engine's exit code, or 0 once ``finished`` says the run is over."""
+    if finished is None:
+        return await exits()
+    engine = asyncio.ensure_future(exits())
+    done_waiter = asyncio.ensure_future(finished())
+    await asyncio.wait({engine, done_waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if engine.done():
+        done_waiter.cancel()
+        return engine.result()
+    engine.cancel()
+    return 0
+
+
+async def serve_simulated(
+    spec: ReplicaSpec, profile_name: str, time_scale: float, finished: Waiter | None = None
+) -> None:
     from matrixhpc.llm.engines.simulated import PROFILES, create_app, start_server
 
     profile = PROFILES[profile_name]
@@ -99,7 +119,7 @@ async def serve_simulated(spec: ReplicaSpec, profile_name: str, time_scale: floa
     entry = spec.entry(port, "simulated", profile=profile_name, time_scale=time_scale)
     print(f"simulated engine {spec.service}/{spec.replica} ready on {entry['url']}", flush=True)
     try:
-        await registered(spec, entry, _forever)
+        await registered(spec, entry, finished or _forever)
     finally:
         await runner.cleanup()
 
@@ -112,13 +132,14 @@ async def serve_engine(
     startup_timeout: float,
     python: str | None = None,
     env: dict[str, str] | None = None,
+    finished: Waiter | None = None,
 ) -> int:
     """Run a real engine server as a child; returns its exit code (non-zero: it died)."""
     host = "127.0.0.1" if spec.host in ("0.0.0.0", "*") else spec.host
     port = spec.port or free_port(spec.host)
     launch = EngineLaunch(model_path, spec.model, spec.host, port, spec.api_key, args, python)
     argv = BUILDERS[engine](launch)
-    log_dir = spec.log_dir or Path(".")
+    log_dir = spec.log_dir or Path(tempfile.gettempdir())  # standalone: not the cwd
     log = log_dir / f"{spec.service}-{spec.replica}.{engine}.log"
     proc = EngineProcess(argv, log, f"http://{host}:{port}/v1/models", spec.api_key, env)
     print(
@@ -130,9 +151,12 @@ async def serve_engine(
         await proc.wait_healthy(startup_timeout)
         entry = spec.entry(port, engine)
         print(f"{engine} {spec.service}/{spec.replica} ready on {entry['url']}", flush=True)
-        code = await registered(spec, entry, proc.wait_exit)
+        code = await registered(spec, entry, lambda: _first(proc.wait_exit, finished))
+        if code == 0:
+            print("the run has finished: stopping the engine", flush=True)
+            return 0
         print(f"{engine} server exited with code {code}", flush=True)
-        return code or 1
+        return code
     except ServerFailed as exc:
         print(str(exc), flush=True)
         return 1
@@ -140,7 +164,9 @@ async def serve_engine(
         proc.stop()
 
 
-async def serve_external(spec: ReplicaSpec, url: str, model: str, startup_timeout: float) -> int:
+async def serve_external(
+    spec: ReplicaSpec, url: str, model: str, startup_timeout: float, finished: Waiter | None = None
+) -> int:
     """Register an OpenAI-compatible endpoint run by someone else (a hosted API, a shared
     vLLM); checked once like our own servers, then kept registered until stopped."""
     from matrixhpc.llm.engines.process import check_external
@@ -153,5 +179,5 @@ async def serve_external(spec: ReplicaSpec, url: str, model: str, startup_timeou
         return 1
     entry = {**spec.entry(0, "external"), "url": base, "model": model}
     print(f"external endpoint {spec.service}/{spec.replica} registered: {base}", flush=True)
-    await registered(spec, entry, _forever)
+    await registered(spec, entry, finished or _forever)
     return 0
