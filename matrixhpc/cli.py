@@ -89,6 +89,36 @@ def run(
     sys.exit(launch_local(cfg, run_dir))
 
 
+@main.command("sbatch")
+@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("overrides", nargs=-1)
+@click.option("--run-dir", type=click.Path(path_type=Path), help="Default OUT_DIR/run.")
+@click.option("--engine", type=click.Choice(["simulated", "llamacpp", "vllm"]))
+def sbatch_export(
+    config: Path,
+    out_dir: Path,
+    overrides: tuple[str, ...],
+    run_dir: Path | None,
+    engine: str | None,
+) -> None:
+    """Write plain sbatch scripts for CONFIG into OUT_DIR (submit with OUT_DIR/submit.sh)."""
+    from matrixhpc.launch.runinfo import record_run
+    from matrixhpc.launch.sbatch import export
+
+    cfg = _load(config, list(overrides), engine)
+    run_dir = (run_dir or out_dir / "run").absolute()
+    if (run_dir / "run.json").exists():
+        _fail(f"{run_dir} already holds a run")
+    rd = RunDir(run_dir)
+    rd.create(cfg)
+    (rd.root / "slurm").mkdir(exist_ok=True)
+    record_run(rd, cfg, "slurm", state="exported")
+    for path in export(cfg, rd.root, out_dir):
+        click.echo(f"wrote {path}")
+    click.echo(f"submit with: bash {out_dir}/submit.sh   follow with: matrixhpc status {run_dir}")
+
+
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

@@ -167,6 +167,7 @@ class SlurmConfig(Strict):
     bind_host: str = "*"  # interface servers and workers listen on; "*" = all
     signal_delay_s: int = Field(120, ge=0, description="SIGUSR2 this long before the limit")
     array_parallelism: int = Field(256, ge=1)
+    shared_nodes: bool = False  # allocation mode: servers and workers on the same nodes
     servers: ServerJobConfig = ServerJobConfig()
     workers: SlurmJobConfig = SlurmJobConfig()
     additional: dict[str, Any] = {}  # sbatch options for every job

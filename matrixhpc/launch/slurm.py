@@ -84,7 +84,11 @@ class SlurmLauncher:
         self.jobs_file = self.folder / "jobs.json"
 
     def jobs(self) -> dict[str, Any]:
-        return read_json(self.jobs_file) or {"servers": {}, "workers": {}}
+        jobs = read_json(self.jobs_file) or {"servers": {}, "workers": {}}
+        by_hand = self.folder / "jobs.txt"  # written by an exported submit.sh
+        if by_hand.exists():
+            jobs["by_hand"] = by_hand.read_text().split()
+        return jobs
 
     def _save(self, jobs: dict[str, Any]) -> None:
         atomic_write_json(self.jobs_file, jobs)
@@ -128,7 +132,28 @@ class SlurmLauncher:
 
     def job_ids(self) -> list[str]:
         jobs = self.jobs()
-        return [*jobs["servers"].values(), *jobs["workers"].values()]
+        extra = [jobs["allocation"]] if jobs.get("allocation") else []
+        return [
+            *jobs["servers"].values(),
+            *jobs["workers"].values(),
+            *extra,
+            *jobs.get("by_hand", []),
+        ]
+
+    def submit_allocation(self) -> None:
+        """slurm.mode: allocation — one multi-node job runs servers and workers."""
+        from matrixhpc.launch.sbatch import allocation_script
+
+        path = self.folder / "allocation.sbatch"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(allocation_script(self.cfg, self.rd.root))
+        out = subprocess.run(
+            ["sbatch", "--parsable", str(path)], capture_output=True, text=True, check=True
+        )
+        jobs = self.jobs()
+        jobs.pop("by_hand", None)
+        jobs["allocation"] = out.stdout.strip().split(";")[0]
+        self._save(jobs)
 
     def cancel(self) -> None:
         ids = self.job_ids()
@@ -184,8 +209,11 @@ def launch_slurm(cfg: RunConfig, run_dir: Path, *, detach: bool = False) -> int:
     rd.create(cfg)
     record_run(rd, cfg, state="submitting")
     launcher = SlurmLauncher(rd, cfg)
-    launcher.submit_servers()
-    launcher.submit_workers()
+    if cfg.slurm.mode == "allocation":
+        launcher.submit_allocation()
+    else:
+        launcher.submit_servers()
+        launcher.submit_workers()
     record_run(rd, cfg, state="running")
     print(f"[matrixhpc] run directory: {run_dir}", file=sys.stderr)
     print(f"[matrixhpc] submitted jobs: {', '.join(launcher.job_ids())}", file=sys.stderr)
@@ -202,6 +230,11 @@ def resume_slurm(rd: RunDir, cfg: RunConfig, *, detach: bool = False) -> int:
     launcher = SlurmLauncher(rd, cfg)
     jobs = launcher.jobs()
     queued = squeue_states(launcher.job_ids())
+    if cfg.slurm.mode == "allocation":
+        if not any(j.split("_")[0] in queued for j in launcher.job_ids()):
+            launcher.submit_allocation()
+        record_run(rd, cfg, state="running")
+        return 0 if detach else watch(rd, cfg, launcher)
 
     def alive(job_id: str) -> bool:
         return job_id in queued or (job_id.split("_")[0] in queued and "_" not in job_id)

@@ -92,6 +92,9 @@ def _lost_jobs(launcher: SlurmLauncher) -> str | None:
     if not gone:
         return None
     final = sacct_states(gone)
+    for job_id in [jobs.get("allocation"), *jobs.get("by_hand", [])]:
+        if job_id and final.get(job_id) in FAILED:
+            return f"job {job_id} ended {final[job_id]}"
     for index, job_id in jobs["workers"].items():
         if final.get(job_id) in FAILED:
             log = job_log(launcher.folder, job_id)
