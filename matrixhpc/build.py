@@ -6,6 +6,7 @@ and from the worker (which should not know how roles are declared).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,7 @@ def worker_spec(cfg: RunConfig, run_dir: Path, index: int) -> WorkerSpec:
         seed=cfg.seed,
         window=cfg.workers.window,
         max_active=cfg.workers.max_active,
-        host=cfg.workers.host,
+        host=cfg.workers.host or _default_host(cfg),
         shard_records=cfg.output.shard_records,
         flush_interval=cfg.output.flush_interval,
         durability=cfg.workers.durability,
@@ -115,6 +116,11 @@ def worker_spec(cfg: RunConfig, run_dir: Path, index: int) -> WorkerSpec:
         lease=cfg.workers.lease,
         ack_timeout=cfg.workers.ack_timeout,
     )
+
+
+def _default_host(cfg: RunConfig) -> str:
+    """Inside a Slurm job peers are on other nodes: listen as the servers do."""
+    return cfg.slurm.bind_host if "SLURM_JOB_ID" in os.environ else "127.0.0.1"
 
 
 async def run_worker(run_dir: Path, index: int) -> bool:

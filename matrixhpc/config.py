@@ -117,7 +117,7 @@ class WorkersConfig(Strict):
     window: int = Field(256, ge=1, description="tasks in flight per origin")
     max_active: int = Field(4096, ge=1, description="tasks stepping at once per worker")
     groups: dict[str, GroupConfig] = {}
-    host: str = "127.0.0.1"  # interface the inbox binds; "*" on clusters
+    host: str | None = None  # inbox interface; default 127.0.0.1, slurm.bind_host in Slurm jobs
     durability: Literal["off", "batch", "strict"] = "batch"  # journal commits (see README)
     commit_interval: float = Field(0.005, ge=0, description="seconds per group commit")
     journal_segment_mb: int = Field(64, ge=1)
