@@ -140,10 +140,24 @@ def status(run_dir: Path, as_json: bool, watch: float) -> None:
             click.echo(json.dumps(payload, indent=2, default=str))
         else:
             click.echo(render(st))
+            if st.run.get("launcher") == "slurm":
+                _echo_jobs(run_dir)
         if not watch:
             return
         time.sleep(watch)
         click.clear()
+
+
+def _echo_jobs(run_dir: Path) -> None:
+    from matrixhpc.launch.slurm import SlurmLauncher, job_table
+
+    rd = RunDir(run_dir)
+    rows = job_table(SlurmLauncher(rd, rd.load()))
+    if rows:
+        click.echo("")
+        click.echo(f"{'slurm job':16} {'id':14} state")
+    for what, job_id, state in rows:
+        click.echo(f"{what:16} {job_id:14} {state}")
 
 
 @main.command()

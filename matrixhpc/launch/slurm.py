@@ -181,8 +181,22 @@ def squeue_states(job_ids: list[str]) -> dict[str, str]:
     states: dict[str, str] = {}
     for line in out.stdout.splitlines():
         job, _, state = line.partition(" ")
-        states[job.strip()] = state.strip()
+        for one in expand_array_id(job.strip()):
+            states[one] = state.strip()
     return states
+
+
+def expand_array_id(job: str) -> list[str]:
+    """``123_[0-2,5%4]`` (pending array tasks, as squeue shows them) -> 123_0 ... 123_5."""
+    match = re.fullmatch(r"(\d+)_\[([^\]]+)\]", job)
+    if not match:
+        return [job]
+    base, spec = match.group(1), match.group(2).split("%")[0]
+    out = []
+    for part in spec.split(","):
+        first, _, last = part.partition("-")
+        out += [f"{base}_{i}" for i in range(int(first), int(last or first) + 1)]
+    return out
 
 
 def sacct_states(job_ids: list[str]) -> dict[str, str]:
@@ -253,3 +267,17 @@ def resume_slurm(rd: RunDir, cfg: RunConfig, *, detach: bool = False) -> int:
         file=sys.stderr,
     )
     return 0 if detach else watch(rd, cfg, launcher)
+
+
+def job_table(launcher: SlurmLauncher) -> list[tuple[str, str, str]]:
+    """(what, job id, state) for every job of the run: queued state, else final state."""
+    jobs = launcher.jobs()
+    named = [(f"server {n}", j) for n, j in jobs["servers"].items()]
+    named += [(f"worker {i}", j) for i, j in jobs["workers"].items()]
+    if jobs.get("allocation"):
+        named.append(("allocation", jobs["allocation"]))
+    named += [("job", j) for j in jobs.get("by_hand", [])]
+    ids = [j for _, j in named]
+    queued = squeue_states(ids)
+    final = sacct_states([j for j in ids if j not in queued])
+    return [(what, j, queued.get(j) or final.get(j) or "UNKNOWN") for what, j in named]
