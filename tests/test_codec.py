@@ -14,6 +14,7 @@ from matrixhpc.codec import (
     FrameType,
     decode,
     encode,
+    encode_ack,
     encode_task,
     pack,
     task_from_wire,
@@ -71,10 +72,11 @@ def _rich_task() -> Task:
 @pytest.mark.parametrize("kind", [FrameType.TASK, FrameType.RETURN])
 def test_task_round_trip_keeps_every_field(kind: FrameType) -> None:
     task = _rich_task()
-    frame = encode_task(task, kind)
+    frame = encode_task(task, kind, "wörker-7")
     assert frame[0] == int(kind)
-    got_kind, got = decode(frame)
+    got_kind, (sender, got) = decode(frame)
     assert got_kind is kind
+    assert sender == "wörker-7"  # the worker the receiver ACKs
     assert isinstance(got, Task)
     assert got == task
     assert got is not task
@@ -86,8 +88,20 @@ def test_task_round_trip_keeps_every_field(kind: FrameType) -> None:
     assert got.token == (1 << 61) | 12345
 
 
-def test_default_kind_is_task() -> None:
-    assert decode(encode_task(_rich_task()))[0] is FrameType.TASK
+def test_default_kind_is_task_and_default_sender_is_empty() -> None:
+    kind, (sender, task) = decode(encode_task(_rich_task()))
+    assert kind is FrameType.TASK
+    assert sender == ""
+    assert task == _rich_task()
+
+
+def test_task_frame_is_a_sender_and_task_array() -> None:
+    task = _rich_task()
+    frame = encode_task(task, FrameType.RETURN, "w3")
+    assert msgpack.unpackb(frame[1:], raw=False, strict_map_key=False) == [
+        "w3",
+        task_to_wire(task),
+    ]
 
 
 def test_wire_is_a_positional_array_in_schema_order() -> None:
@@ -101,25 +115,69 @@ def test_wire_is_a_positional_array_in_schema_order() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "body"),
+    "body",
+    [{"op": "stop", "reason": "ünïcode"}, None, [1, "two"], {"ids": [["a", 1, 2]]}],
+)
+def test_control_frames_round_trip_their_body(body: Any) -> None:
+    frame = encode(FrameType.CONTROL, body)
+    assert frame[0] == int(FrameType.CONTROL)
+    assert decode(frame) == (FrameType.CONTROL, body)
+
+
+@pytest.mark.parametrize(("task_id", "attempt", "hop"), [("t-1", 0, 3), ("ü-😀", 7, 2**40)])
+def test_ack_round_trip_is_a_tuple(task_id: str, attempt: int, hop: int) -> None:
+    frame = encode_ack(task_id, attempt, hop)
+    assert frame[0] == int(FrameType.ACK)
+    kind, body = decode(frame)
+    assert kind is FrameType.ACK
+    assert body == (task_id, attempt, hop)
+    assert isinstance(body, tuple)  # usable as a (id, attempt, hop) key as-is
+    assert encode(FrameType.ACK, [task_id, attempt, hop]) == frame
+
+
+@pytest.mark.parametrize(
+    "body",
     [
-        (FrameType.ACK, ["t-1", 0, 3]),
-        (FrameType.CONTROL, {"op": "stop", "reason": "ünïcode"}),
-        (FrameType.CONTROL, None),
-        (FrameType.ACK, {"ids": [["a", 1, 2], ["b", 0, 1]]}),
+        {"ids": [["a", 1, 2]]},  # a map
+        ["t-1", 0],  # too short
+        ["t-1", 0, 3, 4],  # too long
+        [7, 0, 3],  # id not a string
+        ["t-1", "0", 3],  # attempt not an int
+        ["t-1", 0, 3.5],  # hop not an int
+        ["t-1", 0, None],
+        "t-1",
+        None,
+        [],
+    ],
+    ids=[
+        "map",
+        "short",
+        "long",
+        "id-int",
+        "attempt-str",
+        "hop-float",
+        "hop-nil",
+        "str",
+        "nil",
+        "empty",
     ],
 )
-def test_non_task_frames_round_trip_their_body(kind: FrameType, body: Any) -> None:
-    frame = encode(kind, body)
-    assert frame[0] == int(kind)
-    assert decode(frame) == (kind, body)
+def test_bad_ack_bodies(body: Any) -> None:
+    with pytest.raises(CodecError, match="ack"):
+        decode(encode(FrameType.ACK, body))
 
 
 def test_every_frame_type_is_covered_and_distinct() -> None:
     assert {int(k) for k in FrameType} == {1, 2, 3, 4}
+    bodies: dict[FrameType, Any] = {
+        FrameType.TASK: ["w0", task_to_wire(_rich_task())],
+        FrameType.RETURN: ["w0", task_to_wire(_rich_task())],
+        FrameType.ACK: ["t", 0, 1],
+        FrameType.CONTROL: [1],
+    }
+    assert set(bodies) == set(FrameType)
     for kind in FrameType:
-        body = task_to_wire(_rich_task()) if kind in (FrameType.TASK, FrameType.RETURN) else [1]
-        got_kind, _ = decode(encode(kind, body))
+        got_kind, _ = decode(encode(kind, bodies[kind]))
         assert got_kind is kind
 
 
@@ -148,13 +206,13 @@ def test_truncated_msgpack() -> None:
 
 def test_trailing_bytes_are_rejected() -> None:
     with pytest.raises(CodecError):
-        decode(encode(FrameType.ACK, [1]) + b"\x01")
+        decode(encode_ack("t", 0, 1) + b"\x01")
 
 
 def test_random_garbage_only_ever_raises_codec_error() -> None:
     rng = random.Random(12345)
     decoded = failed = 0
-    valid_frame = encode_task(_rich_task())
+    valid_frame = encode_task(_rich_task(), FrameType.TASK, "w0")
     for i in range(600):
         if i % 3 == 0:
             # a valid type byte followed by garbage: exercises the msgpack and task paths
@@ -213,6 +271,26 @@ def _wire(**changes: Any) -> list[Any]:
 )
 @pytest.mark.parametrize("kind", [FrameType.TASK, FrameType.RETURN])
 def test_bad_task_bodies(kind: FrameType, body: Any) -> None:
-    frame = bytes((kind,)) + msgpack.packb(body, use_bin_type=True)
-    with pytest.raises(CodecError, match="task"):
+    frame = bytes((kind,)) + msgpack.packb(["w0", body], use_bin_type=True)
+    with pytest.raises(CodecError, match="task body"):
         decode(frame)
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        _wire(),  # a bare task array, no sender
+        [_wire()],
+        ["w0", _wire(), "extra"],
+        [None, _wire()],
+        [3, _wire()],
+        {"sender": "w0", "task": _wire()},
+        "w0",
+        None,
+    ],
+    ids=["bare", "one", "three", "sender-nil", "sender-int", "map", "str", "nil"],
+)
+@pytest.mark.parametrize("kind", [FrameType.TASK, FrameType.RETURN])
+def test_bad_task_envelopes(kind: FrameType, envelope: Any) -> None:
+    with pytest.raises(CodecError, match=r"\[sender, task\]"):
+        decode(encode(kind, envelope))

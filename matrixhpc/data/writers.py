@@ -156,11 +156,12 @@ def _repair_tail(path: Path, out_dir: Path, found: ShardRecovery) -> None:
 
 
 def _id_and_status(line: bytes) -> tuple[str, bool]:
-    """Records start ``{"id":"...`` (see Task.to_record): read that without a full parse."""
+    """Records start ``{"id":"...`` and carry ``status`` before ``row`` (see
+    Task.to_record): read both without a full parse; anything else is parsed."""
     if line.startswith(b'{"id":"'):
         end = line.find(b'"', 7)
-        if end > 0 and b"\\" not in line[7:end]:
-            head = line[:400]
-            return line[7:end].decode(), b'"status":"ok"' in head
+        status = line.find(b'"status":', 0, 400)
+        if end > 0 and status > 0 and b"\\" not in line[7:end]:
+            return line[7:end].decode(), line.startswith(b'"status":"ok"', status)
     record = json.loads(line)
     return str(record["id"]), record.get("status") == "ok"

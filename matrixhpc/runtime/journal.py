@@ -27,6 +27,7 @@ is harmless.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import struct
 import zlib
@@ -63,7 +64,10 @@ class Journal:
         self._size = 0  # bytes in all live segments
         self._snapshot_size = 0
         self._wake = asyncio.Event()
-        self._committed: asyncio.Future[None] | None = None
+        self._committed: asyncio.Future[None] | None = None  # the next group
+        self._writing: asyncio.Future[None] | None = None  # the group being written
+        self._closing = False
+        self._stop = asyncio.Event()  # cuts the commit-interval wait short on close
         self._flusher: asyncio.Task[None] | None = None
         self.pre_write: list[Callable[[], None]] = []  # e.g. flush output shards first
         self.sync_fds: list[Callable[[], int]] = []  # fds fsync'ed with each group
@@ -112,23 +116,30 @@ class Journal:
             self._wake.set()
 
     async def commit(self) -> None:
-        """Return once everything appended so far is committed (per the durability)."""
-        if not self._buffer and self._committed is None:
-            return
-        if self._committed is None:
-            self._committed = asyncio.get_running_loop().create_future()
-        await asyncio.shield(self._committed)
+        """Return once everything appended so far is committed (per the durability),
+        including records of a group that is being written right now."""
+        if self._buffer:
+            if self._committed is None:
+                self._committed = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._committed)
+        elif self._writing is not None:
+            await asyncio.shield(self._writing)
 
     async def _flush_loop(self) -> None:
         while True:
             await self._wake.wait()
-            if self.commit_interval:
-                await asyncio.sleep(self.commit_interval)
+            if self.commit_interval and not self._closing:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), self.commit_interval)
             await self._flush_once()
+            if self._closing and not self._buffer:
+                return
 
     async def _flush_once(self) -> None:
         self._wake.clear()
-        waiter, self._committed = self._committed, None
+        waiter = self._committed or asyncio.get_running_loop().create_future()
+        self._committed = None
+        self._writing = waiter
         data, self._buffer = bytes(self._buffer), bytearray()
         count, self._pending = self._pending, 0
         try:
@@ -145,10 +156,12 @@ class Journal:
             if self._size > max(self.segment_bytes, 4 * self._snapshot_size):
                 await self._compact()
         except BaseException as exc:
-            if waiter is not None and not waiter.done():
+            if not waiter.done():
                 waiter.set_exception(exc)
             raise
-        if waiter is not None and not waiter.done():
+        finally:
+            self._writing = None
+        if not waiter.done():
             waiter.set_result(None)
 
     async def _compact(self) -> None:
@@ -165,9 +178,14 @@ class Journal:
         self.stats["compactions"] += 1
 
     async def close(self) -> None:
-        """Commit what is buffered and stop the flusher."""
+        """Commit what is buffered, let a group being written finish, stop the flusher.
+
+        The flusher is asked to stop rather than cancelled: cancelling it mid-write
+        would close the descriptor under the writing thread and lose the group."""
+        self._closing = True
+        self._stop.set()
+        self._wake.set()
         if self._flusher is not None:
-            self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
             self._flusher = None
         if self._buffer or self._committed is not None:

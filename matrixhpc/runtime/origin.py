@@ -18,11 +18,37 @@ from matrixhpc.runtime.recovery import Admission, admit_record, done_record
 from matrixhpc.task import Task
 
 
+class Window:
+    """At most ``size`` tasks in flight; after a restart it may start over-full (the
+    journal holds more than a shrunk window), and then admits nothing until it drains."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.used = 0
+        self._changed = asyncio.Condition()
+
+    async def acquire(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.used < self.size)
+            self.used += 1
+
+    def take(self, n: int) -> None:
+        self.used += n
+
+    def release(self) -> None:
+        self.used -= 1
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify()
+
+
 class OriginBook:
     def __init__(self, writer: ShardWriter, journal: Journal, window: int) -> None:
         self.writer = writer
         self.journal = journal
-        self.window = asyncio.Semaphore(window)
+        self.window = Window(window)
         self.in_flight: dict[str, Admission] = {}
         self.written: set[str] = set()
         self.admitted = 0
@@ -39,7 +65,7 @@ class OriginBook:
         for task_id, admission in admitted.items():
             if task_id not in self.written:
                 self.in_flight[task_id] = admission
-                self.window._value -= 1  # may go below 0 if the window shrank: admits wait
+        self.window.take(len(self.in_flight))
         self.admitted = len(self.written) + len(self.in_flight)
 
     def known(self, task_id: str) -> bool:
@@ -94,7 +120,18 @@ class OriginBook:
         """A new attempt of a task whose lease expired; the old attempt becomes stale."""
         old = self.in_flight[task_id]
         task = Task(id=task_id, seed=seed, row=old.row, origin=origin, attempt=old.attempt + 1)
+        task.state["trial"] = trial_of(task_id)
         task.token = old.token
         self._issue(task)
         self.reissued += 1
         return task
+
+
+def task_id(row: int, trial: int) -> str:
+    return f"r{row}-t{trial}"
+
+
+def trial_of(task_id: str) -> int:
+    """The trial number in an id made by :func:`task_id` (0 for any other id)."""
+    _, sep, trial = task_id.rpartition("-t")
+    return int(trial) if sep and trial.isdigit() else 0

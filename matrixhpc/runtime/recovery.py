@@ -15,7 +15,6 @@ once per step; a task's state is its last TASK snapshot plus the STEP deltas aft
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,6 +121,7 @@ def _step(s: Recovered, r: list[Any]) -> None:
     task = s.held.get(task_id)
     if task is None or hop <= task.hop:
         return
+    s.pending.pop(task_id, None)  # stepped here again: no longer awaiting an ACK
     if turn is not None:
         task.history.append(turn)
     task.hop, task.state, task.next = hop, state, next_role
@@ -164,7 +164,3 @@ def snapshot_records(
     out += [task_record(task) for task in held.values()]
     out += [sent_record(p) for p in pending.values()]
     return out
-
-
-def now() -> float:
-    return time.time()

@@ -33,7 +33,7 @@ from matrixhpc.llm.types import ChatClient
 from matrixhpc.routing import Router
 from matrixhpc.runtime.handoff import Handoffs
 from matrixhpc.runtime.journal import Journal
-from matrixhpc.runtime.origin import OriginBook
+from matrixhpc.runtime.origin import OriginBook, task_id
 from matrixhpc.runtime.peers import KIND as WORKERS
 from matrixhpc.runtime.peers import PeerDirectory
 from matrixhpc.runtime.recovery import (
@@ -228,11 +228,11 @@ class Worker:
                 self.stats.row_errors += 1
                 continue
             for trial in range(spec.trials):
-                task_id = f"r{item.index}-t{trial}"
-                if self.book.known(task_id):
+                tid = task_id(item.index, trial)
+                if self.book.known(tid):
                     continue
                 task = Task(
-                    id=task_id, seed=task_seed(spec.seed, task_id), row=item.data, origin=spec.name
+                    id=tid, seed=task_seed(spec.seed, tid), row=item.data, origin=spec.name
                 )
                 task.state["trial"] = trial
                 await self.book.admit(task)
@@ -255,10 +255,10 @@ class Worker:
         """Re-issue tasks that have not come back within their lease (attempt + 1)."""
         while True:
             await asyncio.sleep(min(5.0, self.spec.lease / 4))
-            for task_id in self.book.expired(self.spec.lease, time.time(), set(self.held)):
-                seed = task_seed(self.spec.seed, task_id)
-                task = self.book.reissue(task_id, seed, self.spec.name)
-                log.warning("lease expired: re-issuing %s as attempt %d", task_id, task.attempt)
+            for expired in self.book.expired(self.spec.lease, time.time(), set(self.held)):
+                seed = task_seed(self.spec.seed, expired)
+                task = self.book.reissue(expired, seed, self.spec.name)
+                log.warning("lease expired: re-issuing %s as attempt %d", expired, task.attempt)
                 self._start(task)
 
     # ------------------------------------------------------------- stepping

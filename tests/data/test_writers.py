@@ -65,22 +65,32 @@ def test_records_are_utf8_json_lines(tmp_path: Path) -> None:
     assert json.loads(raw)["path"] == "/a"  # unknown types become strings
 
 
-def test_index_file_is_refreshed_on_flush(tmp_path: Path) -> None:
+def test_index_file_is_refreshed_by_write_index(tmp_path: Path) -> None:
     w = ShardWriter(tmp_path, "w1", shard_records=2)
     index_path = tmp_path / INDEX_DIR / "w1.json"
     w.write(_rec(0))
     w.flush()
+    # flush makes the data readable before close, but only flushes the file
+    assert [r["id"] for r in _lines(tmp_path / "part-w1-00000.jsonl")] == ["t0"]
+    assert not index_path.exists()
+    w.write_index()
     assert json.loads(index_path.read_text())["shards"] == [
         {"file": "part-w1-00000.jsonl", "records": 1, "ok": 1, "failed": 0}
     ]
-    # flush makes the data readable too, before close
-    assert [r["id"] for r in _lines(tmp_path / "part-w1-00000.jsonl")] == ["t0"]
     w.write(_rec(1, "failed"))
     w.write(_rec(2))
     w.flush()
     shards = json.loads(index_path.read_text())["shards"]
+    assert [(s["records"], s["ok"], s["failed"]) for s in shards] == [(1, 1, 0)]  # not yet
+    w.write_index()
+    shards = json.loads(index_path.read_text())["shards"]
     assert [(s["records"], s["ok"], s["failed"]) for s in shards] == [(2, 1, 1), (1, 1, 0)]
-    w.close()
+    # write_index flushes the data it indexes
+    assert [r["id"] for r in _lines(tmp_path / "part-w1-00001.jsonl")] == ["t2"]
+    w.write(_rec(3))
+    w.close()  # close writes the index too
+    shards = json.loads(index_path.read_text())["shards"]
+    assert [(s["records"], s["ok"], s["failed"]) for s in shards] == [(2, 1, 1), (2, 2, 0)]
 
 
 def test_close_is_idempotent(tmp_path: Path) -> None:
