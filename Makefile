@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit bench-quick clean
+.PHONY: install run test lint typecheck clean slurm-packages slurm-up slurm-down slurm-status test-slurm
 
 install: $(STAMP)
 
@@ -21,9 +21,24 @@ $(STAMP): pyproject.toml Makefile
 run: install
 	$(BIN)/matrixhpc run configs/coral.yaml --local $(ARGS)
 
-# The test suite, as CI runs it.
-test: install lint typecheck
+# The test suite, as CI runs it (the Slurm tests start and stop their own cluster).
+test: install slurm-packages lint typecheck
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# Debian packages for the local Slurm cluster (tests marked slurm); instant once installed.
+# Exit 2 = cannot install here (no apt-get / not root): the slurm tests then skip with the reason.
+slurm-packages:
+	bash slurm/install-packages.sh || [ $$? -eq 2 ]
+
+slurm-up: slurm-packages
+	slurm/local-cluster.sh up
+slurm-down:
+	slurm/local-cluster.sh down
+slurm-status:
+	slurm/local-cluster.sh status
+
+test-slurm: install slurm-packages
+	$(BIN)/pytest -q -m slurm tests/integration $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check matrixhpc tests benchmarks

@@ -122,7 +122,9 @@ def allocation_script(cfg: RunConfig, run_dir: Path) -> str:
     server_nodes, worker_nodes = s.servers.nodes, s.workers.nodes
     nodes = max(server_nodes, worker_nodes) if s.shared_nodes else server_nodes + worker_nodes
     params = job_parameters(cfg, s.workers, f"{cfg.name}-allocation")
-    params.update(nodes=nodes, cpus_per_task=1)
+    tasks = sum(svc.replicas for svc in cfg.services.values()) + cfg.workers.count
+    # room for both srun steps: every task gets the larger of the two CPU counts
+    params.update(nodes=nodes, ntasks=tasks, cpus_per_task=max(s.servers.cpus, s.workers.cpus))
     params.pop("ntasks_per_node", None)
     python, rd = shlex.quote(_python(cfg)), shlex.quote(str(run_dir))
     body = ["pids=()"]

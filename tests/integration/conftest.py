@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from slurm_cluster import slurm_cluster_fixture  # noqa: F401  (the `slurm_cluster` fixture)
 
 REPO = Path(__file__).resolve().parents[2]
 
