@@ -109,13 +109,20 @@ def worker_spec(cfg: RunConfig, run_dir: Path, index: int) -> WorkerSpec:
         max_active=cfg.workers.max_active,
         host=cfg.workers.host or _default_host(cfg),
         shard_records=cfg.output.shard_records,
-        flush_interval=cfg.output.flush_interval,
+        flush_interval=max(cfg.output.flush_interval, cfg.workers.count / 64),
         durability=cfg.workers.durability,
         commit_interval=cfg.workers.commit_interval,
         segment_bytes=cfg.workers.journal_segment_mb * 2**20,
         lease=cfg.workers.lease,
         ack_timeout=cfg.workers.ack_timeout,
     )
+
+
+def scan_interval(workers: int) -> float:
+    """Seconds between registry scans: every worker scans every worker's file, so the
+    metadata load on a shared filesystem grows with workers squared unless the
+    interval grows with the run (1 s up to 32 workers, 8 s at 256)."""
+    return max(1.0, workers / 32)
 
 
 def _default_host(cfg: RunConfig) -> str:
@@ -128,7 +135,7 @@ async def run_worker(run_dir: Path, index: int) -> bool:
     rd = RunDir(run_dir)
     cfg = rd.load()
     _, roles = cfg.group_of(index)
-    registry = Registry(rd.registry, scan_interval=1.0)
+    registry = Registry(rd.registry, scan_interval=scan_interval(cfg.workers.count))
     client = LLMClient(RegistryReplicaSource(registry), client_policies(cfg))
     worker = Worker(
         worker_spec(cfg, run_dir, index),

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import random
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -199,11 +200,12 @@ class Worker:
         return snapshot_records(self.book.in_flight, self.held, self.handoffs.pending)
 
     async def _wait_for_peers(self) -> None:
+        interval = max(0.25, self.registry.scan_interval / 4)
         while True:
             self.peers.refresh(fresh=True)
             if self.peers.finished(self.spec.count) and self.active == 0:
                 return
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(interval * random.uniform(0.8, 1.2))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         job = asyncio.create_task(coro)
@@ -231,9 +233,7 @@ class Worker:
                 tid = task_id(item.index, trial)
                 if self.book.known(tid):
                     continue
-                task = Task(
-                    id=tid, seed=task_seed(spec.seed, tid), row=item.data, origin=spec.name
-                )
+                task = Task(id=tid, seed=task_seed(spec.seed, tid), row=item.data, origin=spec.name)
                 task.state["trial"] = trial
                 await self.book.admit(task)
                 self._start(task)

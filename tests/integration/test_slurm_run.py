@@ -203,3 +203,28 @@ def test_one_allocation_mode(slurm_cluster: Path, tmp_path: Path, dataset: Path)
     )
     assert proc.returncode == 0, proc.stderr
     assert_complete(records(run_dir), 100)
+
+
+def test_warning_signal_requeues_the_worker(
+    slurm_cluster: Path, tmp_path: Path, dataset: Path
+) -> None:
+    """What a time limit or preemption does: SIGUSR2 -> the worker commits its journal
+    and stops, submitit requeues the array task, it comes back and finishes."""
+    run_dir = tmp_path / "run"
+    proc = _start(
+        _config(tmp_path, dataset, 0.05),
+        run_dir,
+        "dataset.trials=8",
+        "workers.window=20",
+        "workers.ack_timeout=2",
+    )
+    _wait_for(lambda: (run_dir / "slurm" / "jobs.json").exists() and _done(run_dir) >= 20)
+    victim = _jobs(run_dir)["workers"]["0"]
+    subprocess.run(["scancel", "--signal=USR2", victim], check=True)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert_complete(records(run_dir), 400)
+    out = "".join(p.read_text() for p in (run_dir / "slurm").glob(f"{victim}_*_log.err"))
+    assert "requeu" in out.lower(), out[-2000:]
+    status = json.loads((run_dir / "status" / "w000.json").read_text())
+    assert status["replayed"] > 0, "the requeued worker should have replayed its journal"
