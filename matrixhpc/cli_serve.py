@@ -156,38 +156,33 @@ def _parse_extra(extra: tuple[str, ...]) -> dict[str, Any]:
 _PASS = {"ignore_unknown_options": True, "allow_extra_args": True}
 
 
-@serve.command(context_settings=_PASS)
-@_common
-@click.argument("engine_args", nargs=-1, type=click.UNPROCESSED)
-def llamacpp(
-    run_dir: Path | None,
-    service: str,
-    replica: int,
-    host: str,
-    port: int,
-    model: str | None,
-    engine_args: tuple[str, ...],
-) -> None:
-    """llama.cpp's OpenAI server on CPU (default model: the embedded SmolLM2-135M)."""
-    spec, svc = _spec(run_dir, service, replica, host, port, model)
-    _run_engine("llamacpp", spec, svc, engine_args, model, run_dir)
+def _engine_command(engine: str, help_text: str) -> click.Command:
+    """``serve llamacpp`` / ``serve vllm``: the same options; unknown --flags go to the engine."""
+
+    @click.command(engine, context_settings=_PASS, help=help_text)
+    @_common
+    @click.argument("engine_args", nargs=-1, type=click.UNPROCESSED)
+    def command(
+        run_dir: Path | None,
+        service: str,
+        replica: int,
+        host: str,
+        port: int,
+        model: str | None,
+        engine_args: tuple[str, ...],
+    ) -> None:
+        spec, svc = _spec(run_dir, service, replica, host, port, model)
+        _run_engine(engine, spec, svc, engine_args, model, run_dir)
+
+    return command
 
 
-@serve.command(context_settings=_PASS)
-@_common
-@click.argument("engine_args", nargs=-1, type=click.UNPROCESSED)
-def vllm(
-    run_dir: Path | None,
-    service: str,
-    replica: int,
-    host: str,
-    port: int,
-    model: str | None,
-    engine_args: tuple[str, ...],
-) -> None:
-    """vLLM's OpenAI server; any further --flag is passed to vLLM."""
-    spec, svc = _spec(run_dir, service, replica, host, port, model)
-    _run_engine("vllm", spec, svc, engine_args, model, run_dir)
+serve.add_command(
+    _engine_command(
+        "llamacpp", "llama.cpp's OpenAI server on CPU (default model: the embedded SmolLM2-135M)."
+    )
+)
+serve.add_command(_engine_command("vllm", "vLLM's OpenAI server; any further --flag goes to vLLM."))
 
 
 @serve.command()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +38,14 @@ def write_dataset(path: Path, rows: list[dict[str, Any]], extra_lines: list[str]
     return path
 
 
-def dialogue_config(tmp: Path, dataset: Path, **sections: Any) -> Path:
-    """The Coral workflow on the simulated engine, fast time scale; sections override."""
+def dialogue_config(tmp: Path, dataset: Path, scale: float = 0.002, **sections: Any) -> Path:
+    """The Coral workflow on the simulated engine (time scale ``scale``); sections override."""
     cfg = yaml.safe_load((REPO / "configs" / "coral.yaml").read_text())
     cfg["services"]["llm"].update(
         engine="simulated",
         replicas=2,
         max_concurrency=256,
-        simulated={"profile": "h100-llama3.1-8b", "time_scale": 0.002},
+        simulated={"profile": "h100-llama3.1-8b", "time_scale": scale},
     )
     cfg["dataset"]["path"] = str(dataset)
     for key, value in sections.items():
@@ -94,3 +97,38 @@ def assert_complete(recs: list[dict[str, Any]], expected: int) -> None:
 @pytest.fixture
 def dataset(tmp_path: Path) -> Path:
     return write_dataset(tmp_path / "mcq.jsonl", mcq_rows(50))
+
+
+def start_run(cfg: Path, run_dir: Path, *args: str) -> subprocess.Popen[str]:
+    """`matrixhpc run` in the background (``--local`` unless ``args`` name a launcher)."""
+    launcher = [] if "--slurm" in args else ["--local"]
+    argv = [
+        sys.executable,
+        "-m",
+        "matrixhpc",
+        "run",
+        str(cfg),
+        *launcher,
+        "--run-dir",
+        str(run_dir),
+        *args,
+    ]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise TimeoutError("condition not met")
+
+
+def done_count(run_dir: Path) -> int:
+    """Tasks written so far, from the workers' status files."""
+    total = 0
+    for path in (run_dir / "status").glob("*.json"):
+        with contextlib.suppress(ValueError, KeyError):  # a file mid-replace
+            total += json.loads(path.read_text())["done"]
+    return total

@@ -6,46 +6,25 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import msgpack
 import zmq
-from conftest import assert_complete, dialogue_config, matrixhpc, mcq_rows, records, write_dataset
+from conftest import (
+    assert_complete,
+    dialogue_config,
+    matrixhpc,
+    mcq_rows,
+    records,
+    start_run,
+    wait_for,
+    write_dataset,
+)
 
 from matrixhpc.codec import FrameType, encode_task
 from matrixhpc.launch.process import pid_alive
 from matrixhpc.task import Task
-
-
-def _start(cfg: Path, run_dir: Path, *overrides: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "matrixhpc",
-            "run",
-            str(cfg),
-            "--local",
-            "--run-dir",
-            str(run_dir),
-            *overrides,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _wait_for(predicate: object, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise TimeoutError("condition not met")
 
 
 def _garbage_frames() -> list[bytes]:
@@ -66,12 +45,11 @@ def _garbage_frames() -> list[bytes]:
 
 
 def test_garbage_frames_do_not_stop_the_run(tmp_path: Path, dataset: Path) -> None:
-    cfg = dialogue_config(tmp_path, dataset)
-    cfg.write_text(cfg.read_text().replace("time_scale: 0.002", "time_scale: 0.03"))
+    cfg = dialogue_config(tmp_path, dataset, 0.03)
     run_dir = tmp_path / "run"
-    proc = _start(cfg, run_dir, "dataset.trials=4", "workers.count=2")
+    proc = start_run(cfg, run_dir, "dataset.trials=4", "workers.count=2")
     entry = run_dir / "registry" / "workers" / "w000.json"
-    _wait_for(entry.exists)
+    wait_for(entry.exists)
     address = json.loads(entry.read_text())["address"]
     frames = _garbage_frames()
     ctx = zmq.Context()
@@ -115,15 +93,12 @@ def test_bad_rows_are_recorded_and_the_rest_completes(tmp_path: Path) -> None:
 
 
 def test_stop_ends_every_process(tmp_path: Path, dataset: Path) -> None:
-    cfg = dialogue_config(tmp_path, dataset)
-    cfg.write_text(cfg.read_text().replace("time_scale: 0.002", "time_scale: 1.0"))
+    cfg = dialogue_config(tmp_path, dataset, 1.0)
     run_dir = tmp_path / "run"
-    proc = _start(cfg, run_dir, "dataset.trials=20")
+    proc = start_run(cfg, run_dir, "dataset.trials=20")
     pids_file = run_dir / "pids.json"
-    _wait_for(
-        lambda: pids_file.exists() and len(json.loads(pids_file.read_text())["children"]) == 4
-    )
-    _wait_for(lambda: (run_dir / "status" / "w001.json").exists())
+    wait_for(lambda: pids_file.exists() and len(json.loads(pids_file.read_text())["children"]) == 4)
+    wait_for(lambda: (run_dir / "status" / "w001.json").exists())
     pids = json.loads(pids_file.read_text())
     stopped = matrixhpc("stop", str(run_dir))
     assert stopped.returncode == 0, stopped.stderr
@@ -137,12 +112,11 @@ def test_stop_ends_every_process(tmp_path: Path, dataset: Path) -> None:
 
 
 def test_replica_killed_mid_run_the_other_takes_the_load(tmp_path: Path, dataset: Path) -> None:
-    cfg = dialogue_config(tmp_path, dataset)
-    cfg.write_text(cfg.read_text().replace("time_scale: 0.002", "time_scale: 0.1"))
+    cfg = dialogue_config(tmp_path, dataset, 0.1)
     run_dir = tmp_path / "run"
-    proc = _start(cfg, run_dir, "dataset.trials=4", "workers.window=10")
+    proc = start_run(cfg, run_dir, "dataset.trials=4", "workers.window=10")
     status = run_dir / "status" / "w000.json"
-    _wait_for(lambda: status.exists() and json.loads(status.read_text())["done"] >= 5)
+    wait_for(lambda: status.exists() and json.loads(status.read_text())["done"] >= 5)
     pids = json.loads((run_dir / "pids.json").read_text())
     victim = next(c for c in pids["children"] if c["name"] == "llm-1")
     os.kill(victim["pid"], signal.SIGKILL)

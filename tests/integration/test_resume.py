@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
@@ -14,45 +13,23 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from conftest import assert_complete, dialogue_config, matrixhpc, mcq_rows, records, write_dataset
+from conftest import (
+    assert_complete,
+    dialogue_config,
+    done_count,
+    matrixhpc,
+    mcq_rows,
+    records,
+    start_run,
+    wait_for,
+    write_dataset,
+)
 
 from matrixhpc.launch.process import pid_alive
 
 
-def _start(cfg: Path, run_dir: Path, *overrides: str) -> subprocess.Popen[str]:
-    argv = [
-        sys.executable,
-        "-m",
-        "matrixhpc",
-        "run",
-        str(cfg),
-        "--local",
-        "--run-dir",
-        str(run_dir),
-        *overrides,
-    ]
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for(predicate: Any, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise TimeoutError("condition not met")
-
-
 def _pids(run_dir: Path) -> dict[str, Any]:
     return json.loads((run_dir / "pids.json").read_text())
-
-
-def _done(run_dir: Path) -> int:
-    total = 0
-    for path in (run_dir / "status").glob("*.json"):
-        with contextlib.suppress(ValueError, KeyError):  # a file mid-replace
-            total += json.loads(path.read_text())["done"]
-    return total
 
 
 def _kill_everything(run_dir: Path, launcher: subprocess.Popen[str] | None = None) -> None:
@@ -62,7 +39,7 @@ def _kill_everything(run_dir: Path, launcher: subprocess.Popen[str] | None = Non
             os.kill(pid, signal.SIGKILL)
     if launcher is not None:
         launcher.wait(30)
-    _wait_for(lambda: not any(pid_alive(c["pid"]) for c in pids["children"]), 30)
+    wait_for(lambda: not any(pid_alive(c["pid"]) for c in pids["children"]), 30)
 
 
 def _resume_until_done(run_dir: Path, *args: str, attempts: int = 4) -> None:
@@ -75,10 +52,9 @@ def _resume_until_done(run_dir: Path, *args: str, attempts: int = 4) -> None:
 
 def test_kill_workers_repeatedly_and_the_whole_run(tmp_path: Path) -> None:
     data = write_dataset(tmp_path / "mcq.jsonl", mcq_rows(50))
-    cfg = dialogue_config(tmp_path, data)
-    cfg.write_text(cfg.read_text().replace("time_scale: 0.002", "time_scale: 0.02"))
+    cfg = dialogue_config(tmp_path, data, 0.02)
     run_dir = tmp_path / "run"
-    launcher = _start(
+    launcher = start_run(
         cfg,
         run_dir,
         "dataset.trials=40",
@@ -88,7 +64,7 @@ def test_kill_workers_repeatedly_and_the_whole_run(tmp_path: Path) -> None:
         "workers.ack_timeout=2",
     )
     rng = random.Random(1)
-    _wait_for(lambda: _done(run_dir) >= 50)
+    wait_for(lambda: done_count(run_dir) >= 50)
     for _ in range(3):  # kill -9 two workers at random moments; the launcher restarts them
         time.sleep(rng.uniform(0.5, 2.5))
         workers = [c for c in _pids(run_dir)["children"] if c["kind"] == "worker"]
@@ -98,7 +74,7 @@ def test_kill_workers_repeatedly_and_the_whole_run(tmp_path: Path) -> None:
     time.sleep(rng.uniform(1.0, 2.0))
     if launcher.poll() is None:
         _kill_everything(run_dir, launcher)  # and then every process at once
-        assert _done(run_dir) < 2000, "the run should be cut short"
+        assert done_count(run_dir) < 2000, "the run should be cut short"
     _resume_until_done(run_dir)
     recs = records(run_dir)
     assert_complete(recs, 2000)
@@ -136,12 +112,12 @@ def _poll_requests(run_dir: Path, proc: subprocess.Popen[str] | None, until: Any
 
 def test_long_dialogue_resumes_from_its_journaled_turn(tmp_path: Path) -> None:
     data = write_dataset(tmp_path / "one.jsonl", mcq_rows(1))
-    cfg = dialogue_config(tmp_path, data, workers={"count": 1})
-    text = cfg.read_text().replace("time_scale: 0.002", "time_scale: 0.15")
+    cfg = dialogue_config(tmp_path, data, 0.15, workers={"count": 1})
+    text = cfg.read_text()
     text = text.replace("state.agreed or state.turns >= 6", "state.turns >= 20")
     cfg.write_text(text)
     run_dir = tmp_path / "run"
-    launcher = _start(cfg, run_dir, "services.llm.replicas=1")
+    launcher = start_run(cfg, run_dir, "services.llm.replicas=1")
 
     def llm_turns_journaled() -> bool:
         status = run_dir / "status" / "w000.json"
@@ -172,11 +148,10 @@ def test_long_dialogue_resumes_from_its_journaled_turn(tmp_path: Path) -> None:
 
 def test_torn_journal_and_output_tails_are_repaired(tmp_path: Path) -> None:
     data = write_dataset(tmp_path / "mcq.jsonl", mcq_rows(40))
-    cfg = dialogue_config(tmp_path, data)
-    cfg.write_text(cfg.read_text().replace("time_scale: 0.002", "time_scale: 0.05"))
+    cfg = dialogue_config(tmp_path, data, 0.05)
     run_dir = tmp_path / "run"
-    launcher = _start(cfg, run_dir, "dataset.trials=5", "workers.window=20")
-    _wait_for(lambda: _done(run_dir) >= 30)
+    launcher = start_run(cfg, run_dir, "dataset.trials=5", "workers.window=20")
+    wait_for(lambda: done_count(run_dir) >= 30)
     _kill_everything(run_dir, launcher)
     segment = sorted((run_dir / "journal" / "w000").glob("seg-*.log"))[-1]
     with segment.open("ab") as fh:  # a record cut off mid-write: header promises more
@@ -197,11 +172,10 @@ def test_torn_journal_and_output_tails_are_repaired(tmp_path: Path) -> None:
 
 def test_resume_with_changed_dataset_is_refused(tmp_path: Path) -> None:
     data = write_dataset(tmp_path / "mcq.jsonl", mcq_rows(30))
-    cfg = dialogue_config(tmp_path, data)
-    cfg.write_text(cfg.read_text().replace("time_scale: 0.002", "time_scale: 0.1"))
+    cfg = dialogue_config(tmp_path, data, 0.1)
     run_dir = tmp_path / "run"
-    launcher = _start(cfg, run_dir, "dataset.trials=10", "workers.window=10")
-    _wait_for(lambda: _done(run_dir) >= 5)
+    launcher = start_run(cfg, run_dir, "dataset.trials=10", "workers.window=10")
+    wait_for(lambda: done_count(run_dir) >= 5)
     _kill_everything(run_dir, launcher)
     write_dataset(data, mcq_rows(31))
     refused = matrixhpc("resume", str(run_dir))

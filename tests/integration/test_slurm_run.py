@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import assert_complete, dialogue_config, matrixhpc, records
+from conftest import (
+    assert_complete,
+    dialogue_config,
+    done_count,
+    matrixhpc,
+    records,
+    start_run,
+    wait_for,
+)
 
 from matrixhpc.launch.slurm import sacct_states, squeue_states
 
@@ -26,33 +33,8 @@ SLURM = [
 ]
 
 
-def _config(tmp_path: Path, dataset: Path, scale: float) -> Path:
-    cfg = dialogue_config(tmp_path, dataset)
-    cfg.write_text(cfg.read_text().replace("time_scale: 0.002", f"time_scale: {scale}"))
-    return cfg
-
-
 def _jobs(run_dir: Path) -> dict[str, Any]:
     return json.loads((run_dir / "slurm" / "jobs.json").read_text())
-
-
-def _wait_for(predicate: Any, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise TimeoutError("condition not met")
-
-
-def _done(run_dir: Path) -> int:
-    total = 0
-    for path in (run_dir / "status").glob("*.json"):
-        try:
-            total += json.loads(path.read_text())["done"]
-        except (ValueError, KeyError):
-            continue
-    return total
 
 
 def _all_ids(run_dir: Path) -> list[str]:
@@ -62,24 +44,9 @@ def _all_ids(run_dir: Path) -> list[str]:
 
 def _settled(job_ids: list[str]) -> dict[str, str]:
     """sacct states once every job has left the queue."""
-    _wait_for(lambda: not squeue_states(job_ids), 120)
-    _wait_for(lambda: all(s and s != "RUNNING" for s in sacct_states(job_ids).values()), 60)
+    wait_for(lambda: not squeue_states(job_ids), 120)
+    wait_for(lambda: all(s and s != "RUNNING" for s in sacct_states(job_ids).values()), 60)
     return sacct_states(job_ids)
-
-
-def _start(cfg: Path, run_dir: Path, *overrides: str) -> subprocess.Popen[str]:
-    argv = [
-        sys.executable,
-        "-m",
-        "matrixhpc",
-        "run",
-        str(cfg),
-        *SLURM,
-        "--run-dir",
-        str(run_dir),
-        *overrides,
-    ]
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def test_full_slurm_run_every_job_completed(
@@ -88,7 +55,7 @@ def test_full_slurm_run_every_job_completed(
     run_dir = tmp_path / "run"
     proc = matrixhpc(
         "run",
-        str(_config(tmp_path, dataset, 0.002)),
+        str(dialogue_config(tmp_path, dataset, 0.002)),
         *SLURM,
         "dataset.trials=4",
         "--run-dir",
@@ -105,14 +72,15 @@ def test_full_slurm_run_every_job_completed(
 
 def test_requeued_worker_continues(slurm_cluster: Path, tmp_path: Path, dataset: Path) -> None:
     run_dir = tmp_path / "run"
-    proc = _start(
-        _config(tmp_path, dataset, 0.05),
+    proc = start_run(
+        dialogue_config(tmp_path, dataset, 0.05),
         run_dir,
+        *SLURM,
         "dataset.trials=8",
         "workers.window=20",
         "workers.ack_timeout=2",
     )
-    _wait_for(lambda: (run_dir / "slurm" / "jobs.json").exists() and _done(run_dir) >= 20)
+    wait_for(lambda: (run_dir / "slurm" / "jobs.json").exists() and done_count(run_dir) >= 20)
     victim = _jobs(run_dir)["workers"]["1"]
     subprocess.run(["scontrol", "requeue", victim], check=True)
     _, err = proc.communicate(timeout=600)
@@ -126,10 +94,14 @@ def test_cancelled_replica_the_other_takes_the_load(
     slurm_cluster: Path, tmp_path: Path, dataset: Path
 ) -> None:
     run_dir = tmp_path / "run"
-    proc = _start(
-        _config(tmp_path, dataset, 0.05), run_dir, "dataset.trials=8", "workers.window=20"
+    proc = start_run(
+        dialogue_config(tmp_path, dataset, 0.05),
+        run_dir,
+        *SLURM,
+        "dataset.trials=8",
+        "workers.window=20",
     )
-    _wait_for(lambda: (run_dir / "slurm" / "jobs.json").exists() and _done(run_dir) >= 20)
+    wait_for(lambda: (run_dir / "slurm" / "jobs.json").exists() and done_count(run_dir) >= 20)
     subprocess.run(["scancel", _jobs(run_dir)["servers"]["llm-1"]], check=True)
     cancelled_at = time.time()
     _, err = proc.communicate(timeout=600)
@@ -149,7 +121,7 @@ def test_stop_leaves_no_job(slurm_cluster: Path, tmp_path: Path, dataset: Path) 
     run_dir = tmp_path / "run"
     proc = matrixhpc(
         "run",
-        str(_config(tmp_path, dataset, 1.0)),
+        str(dialogue_config(tmp_path, dataset, 1.0)),
         *SLURM,
         "dataset.trials=20",
         "--detach",
@@ -158,10 +130,10 @@ def test_stop_leaves_no_job(slurm_cluster: Path, tmp_path: Path, dataset: Path) 
     )
     assert proc.returncode == 0, proc.stderr
     ids = _all_ids(run_dir)
-    _wait_for(lambda: _done(run_dir) >= 1 or len(squeue_states(ids)) >= 2)
+    wait_for(lambda: done_count(run_dir) >= 1 or len(squeue_states(ids)) >= 2)
     stopped = matrixhpc("stop", str(run_dir))
     assert stopped.returncode == 0, stopped.stderr
-    _wait_for(lambda: not squeue_states(ids), 60)
+    wait_for(lambda: not squeue_states(ids), 60)
     queue = subprocess.run(["squeue", "-h"], capture_output=True, text=True, check=True)
     assert queue.stdout.strip() == ""
 
@@ -169,14 +141,14 @@ def test_stop_leaves_no_job(slurm_cluster: Path, tmp_path: Path, dataset: Path) 
 def test_exported_sbatch_scripts_produce_the_same_output(
     slurm_cluster: Path, tmp_path: Path, dataset: Path
 ) -> None:
-    cfg = _config(tmp_path, dataset, 0.002)
+    cfg = dialogue_config(tmp_path, dataset, 0.002)
     out = tmp_path / "scripts"
     exported = matrixhpc("sbatch", str(cfg), str(out), *SLURM[1:], "dataset.trials=2")
     assert exported.returncode == 0, exported.stderr
     submitted = subprocess.run(["bash", str(out / "submit.sh")], capture_output=True, text=True)
     assert submitted.returncode == 0, submitted.stderr
     run_dir = out / "run"
-    _wait_for(lambda: (run_dir / "output" / "_manifest.json").exists(), 300)
+    wait_for(lambda: (run_dir / "output" / "_manifest.json").exists(), 300)
     by_hand = records(run_dir)
     assert_complete(by_hand, 100)
     reference = tmp_path / "reference"
@@ -191,7 +163,7 @@ def test_one_allocation_mode(slurm_cluster: Path, tmp_path: Path, dataset: Path)
     run_dir = tmp_path / "run"
     proc = matrixhpc(
         "run",
-        str(_config(tmp_path, dataset, 0.002)),
+        str(dialogue_config(tmp_path, dataset, 0.002)),
         *SLURM,
         "dataset.trials=2",
         "slurm.mode=allocation",
@@ -211,14 +183,15 @@ def test_warning_signal_requeues_the_worker(
     """What a time limit or preemption does: SIGUSR2 -> the worker commits its journal
     and stops, submitit requeues the array task, it comes back and finishes."""
     run_dir = tmp_path / "run"
-    proc = _start(
-        _config(tmp_path, dataset, 0.05),
+    proc = start_run(
+        dialogue_config(tmp_path, dataset, 0.05),
         run_dir,
+        *SLURM,
         "dataset.trials=8",
         "workers.window=20",
         "workers.ack_timeout=2",
     )
-    _wait_for(lambda: (run_dir / "slurm" / "jobs.json").exists() and _done(run_dir) >= 20)
+    wait_for(lambda: (run_dir / "slurm" / "jobs.json").exists() and done_count(run_dir) >= 20)
     victim = _jobs(run_dir)["workers"]["0"]
     subprocess.run(["scancel", "--signal=USR2", victim], check=True)
     _, err = proc.communicate(timeout=600)
