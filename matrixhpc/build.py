@@ -115,6 +115,7 @@ def worker_spec(cfg: RunConfig, run_dir: Path, index: int) -> WorkerSpec:
         segment_bytes=cfg.workers.journal_segment_mb * 2**20,
         lease=cfg.workers.lease,
         ack_timeout=cfg.workers.ack_timeout,
+        encrypt=cfg.workers.encrypt,
     )
 
 

@@ -124,6 +124,7 @@ class WorkersConfig(Strict):
     lease: float = Field(3600.0, gt=0, description="origin re-issues a task after this")
     ack_timeout: float = Field(10.0, gt=0, description="resend an unacknowledged hand-off")
     restarts: int = Field(3, ge=0, description="local launcher: restarts of a crashed worker")
+    encrypt: bool = True  # CURVE on worker links: only holders of the run's keys connect
 
     @field_validator("durability", mode="before")
     @classmethod

@@ -56,6 +56,10 @@ class RunDir:
         dump_config(cfg, self.config)
         for service in cfg.services:
             self.service_key(service)
+        if cfg.workers.encrypt:
+            from matrixhpc.runtime.transport import CurveKeys
+
+            CurveKeys.create(self.secrets / "curve.key")
 
     def service_key(self, service: str) -> Path:
         """A per-run API key for one LLM service (mode 0600), created on first use."""

@@ -8,7 +8,10 @@ admission windows, not by blocking sockets, so peers cannot deadlock each other)
 
 from __future__ import annotations
 
+import os
 import socket
+from dataclasses import dataclass
+from pathlib import Path
 
 import zmq
 import zmq.asyncio
@@ -17,17 +20,48 @@ LINGER_MS = 5000  # let queued frames (returns to origins) leave on close
 SEND_WAIT = 2.0  # seconds a send waits for a connection before giving up
 
 
+@dataclass(frozen=True)
+class CurveKeys:
+    """The run's CURVE keypair (Z85). Every inbox is a CURVE server with it and every
+    outbox a client: only processes that can read ``RUN_DIR/secrets`` (mode 0600, the
+    run's owner) can connect, and all traffic between workers is encrypted."""
+
+    public: bytes
+    secret: bytes
+
+    @classmethod
+    def create(cls, path: Path) -> CurveKeys:
+        """Load the run's keys, creating them (0600) on first use."""
+        if not path.exists():
+            public, secret = zmq.curve_keypair()
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(public + b"\n" + secret + b"\n")
+        public, secret = path.read_bytes().split()[:2]
+        return cls(public, secret)
+
+
 def advertised_host(bind_host: str) -> str:
     if bind_host in ("*", "0.0.0.0", ""):
-        return socket.getfqdn()
+        return os.environ.get("MATRIXHPC_ADVERTISE_HOST") or socket.getfqdn()
     return bind_host
 
 
 class Inbox:
-    def __init__(self, ctx: zmq.asyncio.Context, host: str = "127.0.0.1", hwm: int = 100_000):
+    def __init__(
+        self,
+        ctx: zmq.asyncio.Context,
+        host: str = "127.0.0.1",
+        hwm: int = 100_000,
+        curve: CurveKeys | None = None,
+    ) -> None:
         self.sock = ctx.socket(zmq.PULL)
         self.sock.setsockopt(zmq.RCVHWM, hwm)
         self.sock.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            self.sock.curve_secretkey = curve.secret
+            self.sock.curve_publickey = curve.public
+            self.sock.curve_server = True
         bind = "*" if host in ("*", "0.0.0.0", "") else host
         port = self.sock.bind_to_random_port(f"tcp://{bind}")
         self.address = f"tcp://{advertised_host(host)}:{port}"
@@ -41,9 +75,12 @@ class Inbox:
 
 
 class Outbox:
-    def __init__(self, ctx: zmq.asyncio.Context, hwm: int = 100_000) -> None:
+    def __init__(
+        self, ctx: zmq.asyncio.Context, hwm: int = 100_000, curve: CurveKeys | None = None
+    ) -> None:
         self.ctx = ctx
         self.hwm = hwm
+        self.curve = curve
         self._socks: dict[str, zmq.asyncio.Socket] = {}
 
     def _socket(self, address: str) -> zmq.asyncio.Socket:
@@ -53,6 +90,10 @@ class Outbox:
             sock.setsockopt(zmq.SNDHWM, self.hwm)
             sock.setsockopt(zmq.LINGER, LINGER_MS)
             sock.setsockopt(zmq.IMMEDIATE, 1)  # queue only on a live connection
+            if self.curve is not None:
+                sock.curve_serverkey = self.curve.public
+                sock.curve_publickey = self.curve.public
+                sock.curve_secretkey = self.curve.secret
             sock.connect(address)
             self._socks[address] = sock
         return sock

@@ -47,7 +47,7 @@ from matrixhpc.runtime.recovery import (
 )
 from matrixhpc.runtime.registry import Registry, atomic_write_json
 from matrixhpc.runtime.stats import WorkerStats, base_status
-from matrixhpc.runtime.transport import Inbox, Outbox
+from matrixhpc.runtime.transport import CurveKeys, Inbox, Outbox
 from matrixhpc.task import END, Task, Turn
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ class WorkerSpec:
     segment_bytes: int = 64 * 2**20
     lease: float = 3600.0
     ack_timeout: float = 10.0
+    encrypt: bool = True
 
 
 def task_seed(run_seed: int, task_id: str) -> int:
@@ -119,8 +120,9 @@ class Worker:
         self.repaired: list[dict[str, Any]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._zmq = zmq.asyncio.Context()
-        self.inbox = Inbox(self._zmq, spec.host)
-        self.outbox = Outbox(self._zmq)
+        curve = CurveKeys.create(spec.run_dir / "secrets" / "curve.key") if spec.encrypt else None
+        self.inbox = Inbox(self._zmq, spec.host, curve=curve)
+        self.outbox = Outbox(self._zmq, curve=curve)
         self.handoffs = Handoffs(spec.name, self.journal, self.outbox, self.peers, spec.ack_timeout)
 
     # ------------------------------------------------------------- lifecycle

@@ -24,6 +24,7 @@ from conftest import (
 
 from matrixhpc.codec import FrameType, encode_task
 from matrixhpc.launch.process import pid_alive
+from matrixhpc.runtime.transport import CurveKeys
 from matrixhpc.task import Task
 
 
@@ -52,12 +53,21 @@ def test_garbage_frames_do_not_stop_the_run(tmp_path: Path, dataset: Path) -> No
     wait_for(entry.exists)
     address = json.loads(entry.read_text())["address"]
     frames = _garbage_frames()
+    keys = CurveKeys.create(run_dir / "secrets" / "curve.key")
     ctx = zmq.Context()
-    sock = ctx.socket(zmq.PUSH)
-    sock.connect(address)
+    outsider = ctx.socket(zmq.PUSH)  # no keys: the CURVE handshake fails, nothing arrives
+    outsider.connect(address)
+    for frame in frames[:20]:
+        if outsider.poll(100, zmq.POLLOUT):
+            outsider.send(frame, flags=zmq.NOBLOCK)
+    insider = ctx.socket(zmq.PUSH)  # a peer of the run that sends garbage
+    insider.curve_serverkey, insider.curve_publickey = keys.public, keys.public
+    insider.curve_secretkey = keys.secret
+    insider.connect(address)
     for frame in frames:
-        sock.send(frame)
-    sock.close(linger=2000)
+        insider.send(frame)
+    outsider.close(linger=0)
+    insider.close(linger=2000)
     ctx.term()
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
@@ -65,6 +75,7 @@ def test_garbage_frames_do_not_stop_the_run(tmp_path: Path, dataset: Path) -> No
     assert_complete(recs, 200)
     status = json.loads((run_dir / "status" / "w000.json").read_text())
     assert status["dropped_frames"] >= len(frames) - 1 - 10  # random bytes may hit a valid tag
+    assert status["dropped_frames"] <= len(frames), "the outsider's frames must not arrive"
     forged = [r for r in recs if r["id"] == "r0-t0"]
     assert len(forged) == 1 and forged[0]["history"], "the forged empty return must not win"
 
