@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
+
 from matrixhpc.runtime.registry import atomic_write_json
 
 ERRORS_DIR = "errors"
@@ -21,7 +23,12 @@ TORN_DIR = "_torn"
 
 
 def _dumps(record: Any) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
+    """orjson: compact UTF-8, several times faster than json on long histories; json
+    for what orjson refuses (integers beyond 64 bits), so a record is never lost."""
+    try:
+        return orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 class ShardWriter:

@@ -34,6 +34,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import aiohttp
+import orjson
 
 from .types import ChatResult, ClientPolicy, LLMError, ReplicaInfo, ReplicaSource
 
@@ -84,7 +85,9 @@ class _Replica:
         self.info = info
         self.name = info.name
         self.endpoint = info.url.rstrip("/") + "/chat/completions"
-        self.headers = {"Authorization": f"Bearer {info.api_key}"} if info.api_key else {}
+        self.headers = {"Content-Type": "application/json"}
+        if info.api_key:
+            self.headers["Authorization"] = f"Bearer {info.api_key}"
         limit = policy.max_concurrency
         if info.max_concurrency is not None:
             limit = min(limit, info.max_concurrency)
@@ -251,7 +254,7 @@ def _error_message(raw: bytes) -> str:
 def _parse(raw: bytes, replica: str, latency: float) -> ChatResult:
     """Turn a 200 body into a result; a malformed body is retryable (proxy hiccup)."""
     try:
-        data = json.loads(raw)
+        data = orjson.loads(raw)
         choice = data["choices"][0]
         message = choice.get("message") or {}
         server_usage = data.get("usage") or {}
@@ -454,8 +457,10 @@ class LLMClient:
         """POST and classify the outcome: result, retryable failure, or client error."""
         start = time.monotonic()
         try:
+            # orjson, not aiohttp's json.dumps: a dialogue's whole history is encoded
+            # on every turn, and this was the client's largest cost
             async with http.post(
-                rep.endpoint, json=body, headers=rep.headers, timeout=svc.timeout
+                rep.endpoint, data=orjson.dumps(body), headers=rep.headers, timeout=svc.timeout
             ) as resp:
                 raw = await resp.read()
                 status = resp.status
