@@ -61,7 +61,8 @@ def launch(run_dir: Path, inflight: int, workers: int, env: dict[str, str]) -> l
     children = []
     for i in range(workers):
         argv = [sys.executable, "-m", "benchmarks.batch", "--run-dir", str(run_dir),
-                "--index", str(i), "--count", str(workers), "--batch", str(per_process)]  # fmt: skip
+                "--index", str(i), "--count", str(workers),
+                "--batch", str(per_process)]  # fmt: skip
         log = RunDir(run_dir).logs / f"b{i:03d}.log"
         children.append(spawn(f"b{i:03d}", "worker", argv, log, env=env))
     return children

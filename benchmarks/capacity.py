@@ -1,22 +1,23 @@
 """The replicas' saturated capacity, measured by a pure load generator.
 
-Bare aiohttp, no framework: ``2 x replicas x max_batch`` closed-loop clients (so every
-replica's batch stays full and a queue waits behind it) replay the workload's request
-shapes (output length ``tokens[i]`` with ``ignore_eos``; a prompt as long as turn ``i``'s:
-the question plus the dialogue so far) against the same engines. Output tokens/s over the
-steady part of the run is the denominator of every design's LLM utilisation.
+Bare aiohttp (one session; each body encoded with orjson per request, as any client must
+and as ``LLMClient`` does), no framework: ``2 x replicas x max_batch`` closed-loop clients
+(so every replica's batch stays full and a queue waits behind it) replay the workload's
+request shapes (output length ``tokens[i]`` with ``ignore_eos``; a prompt as long as turn
+``i``'s: the question plus the dialogue so far) against the same engines. Output tokens/s
+over the steady part of the run is the denominator of every design's LLM utilisation.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import orjson
 
 from benchmarks.metrics import Span, rate_in_window
 from matrixhpc.llm.engines.simulated import generate_text
@@ -48,7 +49,7 @@ def shapes(rows: list[dict[str, Any]], system_chars: int, limit: int, seed: int)
     return out[:limit]
 
 
-def _bodies(model: str, items: list[Shape], seed: int) -> list[bytes]:
+def _bodies(model: str, items: list[Shape], seed: int) -> list[dict[str, Any]]:
     text = generate_text(400_000, [], random.Random(seed))
     bodies = []
     for i, shape in enumerate(items):
@@ -60,7 +61,7 @@ def _bodies(model: str, items: list[Shape], seed: int) -> list[bytes]:
             "ignore_eos": True,
             "seed": i,
         }
-        bodies.append(json.dumps(body).encode())
+        bodies.append(body)
     return bodies
 
 
@@ -86,8 +87,8 @@ async def measure(
                 body = bodies[n % len(bodies)]
                 n += concurrency
                 start = time.time()
-                async with session.post(url, data=body, headers=headers) as resp:
-                    reply = await resp.json()
+                async with session.post(url, data=orjson.dumps(body), headers=headers) as resp:
+                    reply = orjson.loads(await resp.read())
                 spans.append(Span(start, time.time(), reply["usage"]["completion_tokens"]))
 
         t0, cpu0 = time.time(), time.process_time()

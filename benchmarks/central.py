@@ -3,7 +3,7 @@
 The shape of an orchestrator-driven pipeline: the dispatcher owns every task (admission
 window, state, routing, output) and ``N`` worker processes only execute steps. A step
 travels dispatcher -> worker -> dispatcher over ZeroMQ (ROUTER/DEALER, the runtime's
-msgpack codec); the dispatcher runs the router on each result and sends the next step to
+msgpack task array); the dispatcher runs the router on each result and sends the next step to
 the worker with the fewest outstanding steps. Workers run the same agents with one
 ``LLMClient`` each (same per-replica concurrency) as the runtime's workers
 (:mod:`benchmarks.stepping`). Nothing is throttled on purpose: the dispatcher awaits one
@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ import zmq.asyncio
 
 from benchmarks.stepping import Stepper, event_loop_policy, make_tasks, route
 from matrixhpc.build import build_router
-from matrixhpc.codec import FrameType, decode, encode_task
+from matrixhpc.codec import pack, task_from_wire, task_to_wire, unpack
 from matrixhpc.data.writers import ShardWriter
 from matrixhpc.launch.process import Child, spawn
 from matrixhpc.rundir import RunDir
@@ -38,6 +40,15 @@ from matrixhpc.task import Task
 HELLO = b"hello"
 STOP = b"stop"
 HWM = 1_000_000  # the admission window bounds what is queued; sockets must never drop
+
+
+def _encode(task: Task) -> bytes:
+    """A task on the wire: the runtime's msgpack task array."""
+    return pack(task_to_wire(task))
+
+
+def _decode(frame: bytes) -> Task:
+    return task_from_wire(unpack(frame))
 
 
 def _address_file(run_dir: Path) -> Path:
@@ -96,15 +107,13 @@ class Dispatcher:
     async def _send(self, task: Task) -> None:
         ident = min(self.outstanding, key=self.outstanding.__getitem__)
         self.outstanding[ident] += 1
-        await self.sock.send_multipart([ident, encode_task(task)], copy=False)
+        await self.sock.send_multipart([ident, _encode(task)], copy=False)
 
     async def _receive(self) -> None:
         while True:
             ident, frame = await self.sock.recv_multipart()
             self.outstanding[ident] -= 1
-            kind, task = decode(frame)
-            if kind is not FrameType.TASK:
-                continue
+            task = _decode(frame)
             route(self.router, task)
             self.routed += 1
             if task.finished:
@@ -151,7 +160,7 @@ async def work(run_dir: Path, index: int) -> None:
 
     async def execute(task: Task) -> None:
         await stepper.step(task)
-        await sock.send(encode_task(task), copy=False)
+        await sock.send(_encode(task), copy=False)
 
     stepper.mark_start()
     await sock.send(HELLO)
@@ -160,16 +169,22 @@ async def work(run_dir: Path, index: int) -> None:
             frame = await sock.recv()
             if frame == STOP:
                 break
-            kind, task = decode(frame)
-            if kind is FrameType.TASK:
-                job = asyncio.create_task(execute(task))
-                jobs.add(job)
-                job.add_done_callback(jobs.discard)
+            job = asyncio.create_task(execute(_decode(frame)))
+            jobs.add(job)
+            job.add_done_callback(_fatal_on_error)
+            job.add_done_callback(jobs.discard)
     finally:
         stepper.write_status("central-worker")
         await stepper.close()
         sock.close(linger=0)
         ctx.term()
+
+
+def _fatal_on_error(job: asyncio.Task[None]) -> None:
+    """A step that fails outside its agent is a bug here: fail the run loudly, not hang."""
+    if not job.cancelled() and job.exception() is not None:
+        traceback.print_exception(job.exception())
+        os._exit(1)
 
 
 async def _wait_address(run_dir: Path, timeout: float = 60.0) -> str:

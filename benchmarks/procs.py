@@ -1,9 +1,12 @@
-"""Resident memory of a design's processes over time, sampled from /proc (Linux).
+"""Resident memory and CPU time of a design's processes, sampled from /proc (Linux).
 
 A background thread walks the descendants of this (the harness) process every
 ``interval`` seconds; engines (``... serve ...`` command lines) are counted apart from the
 framework (workers, dispatcher, the ``matrixhpc run`` launcher). Runs happen one at a
-time, so every descendant belongs to the design being measured.
+time, so every descendant belongs to the design being measured. CPU time is each
+process's last sampled user+system time (a process's last ``interval`` before it exits is
+missed: the figures are slightly low), enough to show whether the machine's cores or the
+engines' single threads were saturated.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -29,6 +33,7 @@ class Sample:
 class ProcSampler:
     interval: float = 0.5
     samples: list[Sample] = field(default_factory=list)
+    cpu: dict[int, tuple[bool, float]] = field(default_factory=dict)  # pid -> (engine, s)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -52,6 +57,14 @@ class ProcSampler:
             "processes": max(s.processes for s in self.samples),
         }
 
+    def cpu_seconds(self) -> dict[str, float]:
+        engines = [s for eng, s in self.cpu.values() if eng]
+        return {
+            "framework_cpu_s": sum(s for eng, s in self.cpu.values() if not eng),
+            "engine_cpu_s": sum(engines),
+            "engine_cpu_s_max": max(engines, default=0.0),
+        }
+
     def _loop(self) -> None:
         me = os.getpid()
         while not self._stop.is_set():
@@ -59,10 +72,14 @@ class ProcSampler:
             pids = descendants(me)
             for pid in pids:
                 rss = rss_mb(pid)
-                if is_engine(pid):
+                eng = is_engine(pid)
+                if eng:
                     engine += rss
                 else:
                     framework += rss
+                cpu = cpu_s(pid)
+                if cpu is not None:
+                    self.cpu[pid] = (eng, cpu)
             self.samples.append(Sample(time.time(), framework, engine, len(pids)))
             self._stop.wait(self.interval)
 
@@ -92,6 +109,15 @@ def rss_mb(pid: int) -> float:
         return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE / 2**20
     except (OSError, ValueError, IndexError):
         return 0.0
+
+
+def cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def is_engine(pid: int) -> bool:

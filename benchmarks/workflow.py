@@ -36,10 +36,22 @@ class Placement:
 
 
 def config_dict(
-    dataset: Path, setup: EngineSetup, placement: Placement, max_turns: int
+    dataset: Path,
+    setup: EngineSetup,
+    placement: Placement,
+    max_turns: int,
+    durability: str | None = None,
 ) -> dict[str, Any]:
     speaker_options = {"service": SERVICE, "dialogue": list(SPEAKERS), "sticky": setup.sticky}
     student, teacher = SPEAKERS
+    workers: dict[str, Any] = {
+        "count": placement.workers,
+        "window": placement.window,
+        # every admitted task may step; LLM concurrency is bounded by the client
+        "max_active": max(4096, placement.window),
+    }
+    if durability is not None:
+        workers["durability"] = durability
     return {
         "name": "dialogue-bench",
         "seed": 0,
@@ -50,7 +62,11 @@ def config_dict(
                 "class": AGENT,
                 "options": {**speaker_options, "prompt": OPENING},
             },
-            teacher: {"kind": "custom", "class": AGENT, "options": {**speaker_options, "prompt": ""}},
+            teacher: {
+                "kind": "custom",
+                "class": AGENT,
+                "options": {**speaker_options, "prompt": ""},
+            },
             "judge": {"kind": "python", "function": JUDGE, "options": {"roles": list(SPEAKERS)}},
         },
         "routing": {
@@ -61,20 +77,20 @@ def config_dict(
             "max_steps": 2 * max_turns + 2,
         },
         "dataset": {"path": str(dataset), "required": ["question", "turns", "tokens"]},
-        "workers": {
-            "count": placement.workers,
-            "window": placement.window,
-            # every admitted task may step; LLM concurrency is bounded by the client
-            "max_active": max(4096, placement.window),
-        },
+        "workers": workers,
     }
 
 
 def write_config(
-    path: Path, dataset: Path, setup: EngineSetup, placement: Placement, max_turns: int
+    path: Path,
+    dataset: Path,
+    setup: EngineSetup,
+    placement: Placement,
+    max_turns: int,
+    durability: str | None = None,
 ) -> RunConfig:
     """Write the YAML and return it validated (a config error fails here, not mid-run)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = config_dict(dataset.resolve(), setup, placement, max_turns)
+    data = config_dict(dataset.resolve(), setup, placement, max_turns, durability)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return load_config(path)

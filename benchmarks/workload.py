@@ -27,11 +27,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-_WORDS = (
+_TEXT = (
     "graph node edge weight path cycle prime factor ratio angle triangle circle radius area "
     "volume vector matrix rank kernel basis limit series integral derivative slope mean "
     "median variance sample event outcome probability estimate bound proof lemma claim case"
-).split()
+)
+_WORDS = _TEXT.split()
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +63,7 @@ class WorkloadSpec:
 def sample_turns(rng: random.Random, spec: WorkloadSpec) -> int:
     """Inverse-CDF draw of ``P(T >= k) = (min_turns / k) ** alpha``, capped at the limit."""
     u = 1.0 - rng.random()  # (0, 1]: never divides by zero
-    turns = math.floor(spec.min_turns / u ** (1.0 / spec.alpha))
+    turns = math.floor(spec.min_turns / float(u ** (1.0 / spec.alpha)))
     return min(max(turns, spec.min_turns), spec.max_turns)
 
 
@@ -111,11 +112,11 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
+def summarize(rows: list[dict[str, Any]], max_turns: int | None = None) -> dict[str, float]:
     """Shape of a dataset: turn distribution and token totals (for reports and tests)."""
     turns = sorted(r["turns"] for r in rows)
     tokens = [t for r in rows for t in r["tokens"]]
-    limit = max(turns)
+    limit = max_turns or max(turns)
     return {
         "tasks": len(rows),
         "turns_mean": sum(turns) / len(turns),
