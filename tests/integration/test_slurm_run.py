@@ -70,7 +70,19 @@ def test_full_slurm_run_every_job_completed(
     assert "200/200" in status.stdout
 
 
-def test_requeued_worker_continues(slurm_cluster: Path, tmp_path: Path, dataset: Path) -> None:
+@pytest.mark.parametrize(
+    "interrupt",
+    [
+        ["scontrol", "requeue"],  # an admin's (or a node failure's) requeue: the job is killed
+        # a time limit or a preemption: SIGUSR2 -> the worker commits its journal and stops,
+        # submitit requeues the array task
+        ["scancel", "--signal=USR2"],
+    ],
+    ids=["requeue", "usr2"],
+)
+def test_interrupted_worker_is_requeued_and_continues(
+    slurm_cluster: Path, tmp_path: Path, dataset: Path, interrupt: list[str]
+) -> None:
     run_dir = tmp_path / "run"
     proc = start_run(
         dialogue_config(tmp_path, dataset, 0.05),
@@ -82,12 +94,15 @@ def test_requeued_worker_continues(slurm_cluster: Path, tmp_path: Path, dataset:
     )
     wait_for(lambda: (run_dir / "slurm" / "jobs.json").exists() and done_count(run_dir) >= 20)
     victim = _jobs(run_dir)["workers"]["1"]
-    subprocess.run(["scontrol", "requeue", victim], check=True)
+    subprocess.run([*interrupt, victim], check=True)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     assert_complete(records(run_dir), 400)
     status = json.loads((run_dir / "status" / "w001.json").read_text())
     assert status["replayed"] > 0, "the requeued worker should have replayed its journal"
+    if "--signal=USR2" in interrupt:
+        log = "".join(p.read_text() for p in (run_dir / "slurm").glob(f"{victim}_*_log.err"))
+        assert "requeu" in log.lower(), log[-2000:]
 
 
 def test_cancelled_replica_the_other_takes_the_load(
@@ -175,29 +190,3 @@ def test_one_allocation_mode(slurm_cluster: Path, tmp_path: Path, dataset: Path)
     )
     assert proc.returncode == 0, proc.stderr
     assert_complete(records(run_dir), 100)
-
-
-def test_warning_signal_requeues_the_worker(
-    slurm_cluster: Path, tmp_path: Path, dataset: Path
-) -> None:
-    """What a time limit or preemption does: SIGUSR2 -> the worker commits its journal
-    and stops, submitit requeues the array task, it comes back and finishes."""
-    run_dir = tmp_path / "run"
-    proc = start_run(
-        dialogue_config(tmp_path, dataset, 0.05),
-        run_dir,
-        *SLURM,
-        "dataset.trials=8",
-        "workers.window=20",
-        "workers.ack_timeout=2",
-    )
-    wait_for(lambda: (run_dir / "slurm" / "jobs.json").exists() and done_count(run_dir) >= 20)
-    victim = _jobs(run_dir)["workers"]["0"]
-    subprocess.run(["scancel", "--signal=USR2", victim], check=True)
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err
-    assert_complete(records(run_dir), 400)
-    out = "".join(p.read_text() for p in (run_dir / "slurm").glob(f"{victim}_*_log.err"))
-    assert "requeu" in out.lower(), out[-2000:]
-    status = json.loads((run_dir / "status" / "w000.json").read_text())
-    assert status["replayed"] > 0, "the requeued worker should have replayed its journal"
