@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+from pathlib import Path
 from typing import Any
 
 COLUMNS = (
@@ -49,7 +50,6 @@ def markdown(runs: list[dict[str, Any]]) -> str:
 def commit() -> str:
     """The measured runtime's commit (``MATRIXHPC_COMMIT`` for an exported tree), + dirty."""
     import subprocess
-    from pathlib import Path
 
     if os.environ.get("MATRIXHPC_COMMIT"):
         return os.environ["MATRIXHPC_COMMIT"]
@@ -83,12 +83,62 @@ def machine() -> dict[str, Any]:
     }
 
 
+def plot(inflight: dict[str, Any], path: Path, capacity_tps: float) -> None:
+    """Throughput against offered concurrency for the three designs, and p2p's ratios."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def by_design(design: str) -> list[dict[str, Any]]:
+        return sorted((r for r in inflight["runs"] if r["design"] == design),
+                      key=lambda r: r["inflight"])  # fmt: skip
+
+    runs = {design: by_design(design) for design in ("p2p", "batch", "central")}
+    styles = {"p2p": ("o", "-", 2.5), "batch": ("s", "-", 1.5), "central": ("D", "--", 1.5)}
+    colors = {"p2p": "tab:blue", "batch": "tab:orange", "central": "tab:green"}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for design, points in runs.items():
+        marker, line, width = styles[design]
+        xs = [r["inflight"] for r in points]
+        left.plot(xs, [r["output_tokens_per_s"] / 1000 for r in points], marker=marker,
+                  linestyle=line, linewidth=width, color=colors[design], label=design)  # fmt: skip
+    if capacity_tps:
+        left.axhline(capacity_tps / 1000, color="grey", linestyle=":", linewidth=1,
+                     label="capacity (load generator)")  # fmt: skip
+    left.set_ylabel("output tokens/s, thousands (whole run)")
+    left.set_title("Throughput, 2 worker processes, 2 simulated replicas")
+    mine = {r["inflight"]: r for r in runs["p2p"]}
+    for other, marker in (("batch", "s"), ("central", "D")):
+        pairs = [(r["inflight"], mine[r["inflight"]], r) for r in runs[other]
+                 if r["inflight"] in mine]  # fmt: skip
+        for key, line in (("output_tokens_per_s", "-"), ("sustained_tokens_per_s", ":")):
+            label = f"p2p / {other}" + (" (sustained)" if line == ":" else "")
+            right.plot([x for x, _, _ in pairs], [m[key] / o[key] for _, m, o in pairs],
+                       marker=marker, linestyle=line, color=colors[other], label=label)  # fmt: skip
+    right.axhline(1.0, color="grey", linewidth=1)
+    right.set_ylabel("throughput ratio")
+    right.set_title("p2p over each baseline")
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_xlabel("in-flight tasks (offered concurrency)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main() -> None:
-    """Print the Markdown tables of every results file (for benchmarks/README.md)."""
+    """Print the Markdown tables of every results file (for benchmarks/README.md);
+    ``--plot`` redraws ``throughput.png`` from ``sweep_inflight.json``."""
     import json
-    from pathlib import Path
+    import sys
 
     results = Path(__file__).resolve().parent / "results"
+    if "--plot" in sys.argv:
+        data = json.loads((results / "sweep_inflight.json").read_text())
+        plot(data, results / "throughput.png", data["capacity"]["tokens_per_s"])
+        return
     for name in ("quick", "sweep_inflight", "sweep_workers", "sweep_overhead"):
         path = results / f"{name}.json"
         if not path.exists():

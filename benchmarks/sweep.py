@@ -34,7 +34,7 @@ from benchmarks.dialogue import OPENING, SYSTEM
 from benchmarks.engines import EngineSetup
 from benchmarks.harness import DESIGNS, Bench, capacity, run_design
 from benchmarks.quick import RESULTS, add_common, stop_on_sigterm
-from benchmarks.report import machine, table
+from benchmarks.report import machine, plot, table
 from benchmarks.workflow import Placement
 from benchmarks.workload import WorkloadSpec, read_rows, summarize, write_dataset
 
@@ -161,33 +161,6 @@ async def bare_client_cpu(bench: Bench, tasks: int) -> float:
     finally:
         engines.stop()
     return float(min(trials))  # as for the designs: background load only adds
-
-
-def plot(inflight: dict[str, Any], path: Path, capacity_tps: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for design, marker in zip(DESIGNS, "osD", strict=True):
-        runs = sorted((r for r in inflight["runs"] if r["design"] == design),
-                      key=lambda r: r["inflight"])  # fmt: skip
-        if runs:
-            xs = [r["inflight"] for r in runs]
-            ax.plot(xs, [r["output_tokens_per_s"] / 1000 for r in runs], marker=marker,
-                    label=design)  # fmt: skip
-    if capacity_tps:
-        ax.axhline(capacity_tps / 1000, color="grey", linestyle="--", linewidth=1,
-                   label="capacity (load generator)")  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_xlabel("in-flight tasks (offered concurrency)")
-    ax.set_ylabel("output tokens/s (thousands, real time)")
-    ax.set_title(f"Heavy-tailed dialogues, {inflight['workers']} worker processes, 2 cores")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
 
 
 def main() -> None:
