@@ -17,6 +17,7 @@ from typing import Any
 
 from matrixhpc.config import RunConfig
 from matrixhpc.data.manifest import build_manifest
+from matrixhpc.launch.completion import run_finished
 from matrixhpc.launch.process import Child, matrixhpc_argv, spawn, stop, stop_pids, tail
 from matrixhpc.launch.progress import Progress
 from matrixhpc.launch.runinfo import record_run
@@ -46,6 +47,7 @@ class LocalLauncher:
         self.children: list[Child] = []
         self._reported: set[str] = set()
         self._restarts: dict[str, int] = {}
+        self.registry = Registry(rd.registry)
 
     # ---------------------------------------------------------------- run
 
@@ -174,21 +176,26 @@ class LocalLauncher:
         progress = Progress(self.rd.root, total)
         try:
             while True:
-                self._check_services()
-                self._restart_crashed()
                 codes = [c.exited() for c in self.children if c.kind == "worker"]
-                progress.update()
                 if all(code == 0 for code in codes):
                     break
+                self._check_services()
+                self._restart_crashed()
+                progress.update()
                 time.sleep(POLL)
             progress.update(final=True)
         finally:
             progress.close()
 
     def _check_services(self) -> None:
-        """A dead replica is survivable (clients fail over); a service with none left is not."""
+        """A dead replica is survivable (clients fail over); a service with none left is not.
+
+        Servers stop by themselves once every worker has declared itself done, which
+        can be a moment before the last worker process is gone: not a failure."""
         for child in self.children:
             if child.kind != "service" or child.exited() is None:
+                continue
+            if child.exited() == 0 and run_finished(self.registry, self.cfg.workers.count):
                 continue
             if child.name not in self._reported:
                 self._reported.add(child.name)

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
+import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import REPO, matrixhpc, records
+from conftest import REPO, matrixhpc, records, wait_for
 
 from matrixhpc.llm.engines.process import free_port
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 @pytest.fixture
@@ -31,8 +39,9 @@ def endpoint() -> object:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    time.sleep(1.5)
-    yield f"http://127.0.0.1:{port}/v1"
+    url = f"http://127.0.0.1:{port}/v1"
+    wait_for(lambda: _answers(f"{url}/models"), 60)
+    yield url
     proc.terminate()
     proc.wait(10)
 
