@@ -2,9 +2,18 @@
 
     .venv/bin/python -m benchmarks.quick [--tasks 3000] [--inflight N] [--workers 2]
 
+Two regimes, same dataset, same placement:
+
+* **engine-bound** (the simulated H100 replicas): what a design gets out of the LLM
+  capacity it is given;
+* **framework-bound** (the ``zero`` engine, which answers at once): what a design's own
+  machinery sustains when the LLM side is effectively unlimited — the regime of a
+  large GPU allocation, where a central dispatcher's single process becomes the limit.
+
 Writes ``benchmarks/results/quick.json``; the last line printed is
-``p2p_vs_batch=<x> p2p_vs_central=<y> llm_utilisation=<u>`` (output tokens/s ratios; the
-runtime's steady-window utilisation of the replicas' measured capacity).
+``p2p_vs_batch=<x> p2p_vs_central=<y> llm_utilisation=<u>`` (engine-bound output
+tokens/s ratios; the runtime's steady-window utilisation of the replicas' measured
+capacity); the line before it gives the framework-bound ratios.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import signal
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +71,38 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
+def framework_bound(bench: Bench, placement: Placement, designs: list[str]) -> list[dict[str, Any]]:
+    """The same runs on the zero-latency engine: each design's own ceiling."""
+    zero = replace(
+        bench,
+        setup=EngineSetup(profile="zero", replicas=1, time_scale=0.0),
+        work_dir=bench.work_dir / "framework-bound",
+    )
+    runs = []
+    for design in designs:
+        run = run_design(zero, design, placement, 0.0)
+        run["regime"] = "framework-bound"
+        runs.append(run)
+        print(table(runs[-1:], header=len(runs) == 1), flush=True)
+    return runs
+
+
+def ratios(runs: list[dict[str, Any]], key: str = "output_tokens_per_s") -> dict[str, float]:
+    """p2p's ``key`` over each other design's."""
+    by = {r["design"]: r.get(key, 0.0) for r in runs}
+    mine = by.get("p2p", 0.0)
+    return {d: float(mine / v) if v else 0.0 for d, v in by.items() if d != "p2p"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=3000)
     parser.add_argument("--inflight", type=int, help="default: replicas x the profile's batch")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--designs", default=",".join(DESIGNS))
+    parser.add_argument(
+        "--skip-framework-bound", action="store_true", help="engine-bound runs only"
+    )
     add_common(parser)
     args = parser.parse_args()
     stop_on_sigterm()
@@ -77,31 +113,42 @@ def main() -> None:
     inflight = args.inflight or bench.setup.replicas * PROFILES[bench.setup.profile].max_batch
     placement = Placement(inflight, args.workers)
     runs = []
+    designs = args.designs.split(",")
+    free: list[dict[str, Any]] = []
     try:
-        for design in args.designs.split(","):
+        for design in designs:
             runs.append(run_design(bench, design, placement, cap))
             print(table(runs[-1:], header=len(runs) == 1), flush=True)
+        if not args.skip_framework_bound:
+            print("framework-bound (zero-latency engine):", flush=True)
+            free = framework_bound(bench, placement, designs)
     finally:
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
-    result = {"machine": machine(), **info, "runs": runs, "seconds": time.time() - started}
+    result = {
+        "machine": machine(),
+        **info,
+        "runs": runs,
+        "framework_bound_runs": free,
+        "seconds": time.time() - started,
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "quick.json").write_text(json.dumps(result, indent=2))
-    by = {r["design"]: r for r in runs}
-
-    def ratio(other: str, key: str = "output_tokens_per_s") -> float:
-        mine, base = by.get("p2p", {}).get(key, 0.0), by.get(other, {}).get(key, 0.0)
-        return float(mine / base) if base else 0.0
-
+    engine, sustained, fw = ratios(runs), ratios(runs, "sustained_tokens_per_s"), ratios(free)
     print(f"total {result['seconds']:.0f}s; results: {RESULTS / 'quick.json'}")
     print(
         f"sustained (admission phase, no final drain): "
-        f"p2p_vs_batch={ratio('batch', 'sustained_tokens_per_s'):.2f} "
-        f"p2p_vs_central={ratio('central', 'sustained_tokens_per_s'):.2f}"
+        f"p2p_vs_batch={sustained.get('batch', 0):.2f} "
+        f"p2p_vs_central={sustained.get('central', 0):.2f}"
     )
-    util = by.get("p2p", {}).get("llm_utilisation", 0.0)
+    if fw:
+        print(
+            f"framework-bound: p2p_vs_batch={fw.get('batch', 0):.2f} "
+            f"p2p_vs_central={fw.get('central', 0):.2f}"
+        )
+    util = next((r.get("llm_utilisation", 0.0) for r in runs if r["design"] == "p2p"), 0.0)
     print(
-        f"p2p_vs_batch={ratio('batch'):.2f} p2p_vs_central={ratio('central'):.2f} "
+        f"p2p_vs_batch={engine.get('batch', 0):.2f} p2p_vs_central={engine.get('central', 0):.2f} "
         f"llm_utilisation={util:.3f}"
     )
 

@@ -1,0 +1,39 @@
+"""aiohttp behind :class:`~matrixhpc.llm.http.base.HTTPClient`: HTTPS, proxies, anything.
+
+Used for the URLs the lean client does not take (``https://``), and everywhere
+when ``MATRIXHPC_HTTP=aiohttp``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import aiohttp
+
+from .base import ExchangeFailed
+
+
+class AiohttpClient:
+    def __init__(self) -> None:
+        # limit=0: aiohttp's default connector silently caps a session at 100
+        # connections; the LLM client's per-replica limits are the only cap
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+        )
+
+    async def post(
+        self, url: str, body: bytes, headers: Mapping[str, str], timeout: float
+    ) -> tuple[int, bytes]:
+        try:
+            async with self._session.post(
+                url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as resp:
+                return resp.status, await resp.read()
+        except OSError:  # aiohttp.ClientOSError: refused / reset
+            raise
+        except aiohttp.ClientError as exc:  # disconnects, truncated or malformed answers
+            raise ExchangeFailed(f"{type(exc).__name__}: {exc}") from None
+
+    async def close(self) -> None:
+        await self._session.close()

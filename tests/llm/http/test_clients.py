@@ -1,0 +1,216 @@
+"""Both HTTP clients honour one contract: status + body, or one of three failures.
+
+The server is a raw asyncio socket server so that each test can answer exactly
+the bytes it needs (chunked, ``Connection: close``, garbage, half an answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pytest
+import pytest_asyncio
+
+from matrixhpc.llm.engines.process import free_port
+from matrixhpc.llm.http import ExchangeFailed, PooledHTTP
+from matrixhpc.llm.http.aiohttp_client import AiohttpClient
+from matrixhpc.llm.http.base import HTTPClient
+from matrixhpc.llm.http.lean import LeanClient
+
+Answer = Callable[[int, bytes, asyncio.StreamWriter], Awaitable[None]]
+pytestmark = pytest.mark.asyncio
+
+HEADERS = {"Content-Type": "application/json", "Authorization": "Bearer k"}
+
+
+def ok(body: bytes = b'{"ok": true}', extra: str = "") -> bytes:
+    return f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n{extra}\r\n".encode() + body
+
+
+@dataclass
+class Server:
+    """Answers the n-th request (over all connections) with ``answer``."""
+
+    answer: Answer
+    port: int = 0
+    connections: int = 0
+    requests: list[bytes] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/chat/completions"
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
+                body = await reader.readexactly(length)
+                self.requests.append(head + body)
+                await self.answer(len(self.requests), body, writer)
+                if writer.is_closing():
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+ServerFactory = Callable[[Answer], Awaitable[Server]]
+
+
+@pytest_asyncio.fixture
+async def serve() -> AsyncIterator[ServerFactory]:
+    servers: list[asyncio.Server] = []
+
+    async def start(answer: Answer) -> Server:
+        srv = Server(answer, free_port())
+        servers.append(await asyncio.start_server(srv.handle, "127.0.0.1", srv.port))
+        return srv
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+@pytest_asyncio.fixture(params=["lean", "aiohttp"])
+async def client(request: pytest.FixtureRequest) -> AsyncIterator[HTTPClient]:
+    c: HTTPClient = LeanClient() if request.param == "lean" else AiohttpClient()
+    yield c
+    await c.close()
+
+
+async def echo(n: int, body: bytes, w: asyncio.StreamWriter) -> None:
+    w.write(ok(body))
+
+
+async def test_roundtrip_and_keep_alive(serve: ServerFactory, client: HTTPClient) -> None:
+    srv = await serve(echo)
+    for i in range(5):
+        status, body = await client.post(srv.url, b'{"n": %d}' % i, HEADERS, 5)
+        assert (status, body) == (200, b'{"n": %d}' % i)
+    assert srv.connections == 1, "sequential requests reuse one connection"
+    head = srv.requests[0].split(b"\r\n\r\n")[0].decode()
+    assert head.startswith("POST /v1/chat/completions HTTP/1.1")
+    assert "Authorization: Bearer k" in head and "Content-Type: application/json" in head
+
+
+async def test_concurrent_requests_open_connections(
+    serve: ServerFactory, client: HTTPClient
+) -> None:
+    async def slow(n: int, body: bytes, w: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.05)
+        w.write(ok(body))
+
+    srv = await serve(slow)
+    answers = await asyncio.gather(*(client.post(srv.url, b"%d" % i, HEADERS, 5) for i in range(8)))
+    assert sorted(b for _, b in answers) == sorted(b"%d" % i for i in range(8))
+    assert srv.connections == 8
+
+
+async def test_chunked_answer(serve: ServerFactory, client: HTTPClient) -> None:
+    async def chunked(n: int, body: bytes, w: asyncio.StreamWriter) -> None:
+        w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        w.write(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+
+    srv = await serve(chunked)
+    assert await client.post(srv.url, b"{}", HEADERS, 5) == (200, b"hello world")
+    assert await client.post(srv.url, b"{}", HEADERS, 5) == (200, b"hello world")
+
+
+async def test_error_status_is_returned_not_raised(
+    serve: ServerFactory, client: HTTPClient
+) -> None:
+    async def busy(n: int, body: bytes, w: asyncio.StreamWriter) -> None:
+        w.write(b"HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy")
+
+    srv = await serve(busy)
+    assert await client.post(srv.url, b"{}", HEADERS, 5) == (503, b"busy")
+
+
+async def test_connection_close_is_honoured(serve: ServerFactory, client: HTTPClient) -> None:
+    async def close_after(n: int, body: bytes, w: asyncio.StreamWriter) -> None:
+        w.write(ok(body, "Connection: close\r\n"))
+        await w.drain()
+        w.close()
+
+    srv = await serve(close_after)
+    for _ in range(3):
+        assert (await client.post(srv.url, b"x", HEADERS, 5))[0] == 200
+    assert srv.connections == 3
+
+
+async def test_idle_connection_closed_by_server_is_replaced(
+    serve: ServerFactory, client: HTTPClient
+) -> None:
+    async def answer_then_hang_up(n: int, body: bytes, w: asyncio.StreamWriter) -> None:
+        w.write(ok(body))  # keep-alive promised, then the server drops it anyway
+        await w.drain()
+        w.close()
+
+    srv = await serve(answer_then_hang_up)
+    assert (await client.post(srv.url, b"a", HEADERS, 5))[0] == 200
+    await asyncio.sleep(0.05)
+    assert await client.post(srv.url, b"b", HEADERS, 5) == (200, b"b")
+    assert srv.connections == 2
+
+
+async def test_refused_is_an_oserror(client: HTTPClient) -> None:
+    with pytest.raises(OSError):
+        await client.post(f"http://127.0.0.1:{free_port()}/v1/x", b"{}", HEADERS, 5)
+
+
+async def test_timeout_is_a_timeout_and_the_connection_is_not_reused(
+    serve: ServerFactory, client: HTTPClient
+) -> None:
+    async def first_hangs(n: int, body: bytes, w: asyncio.StreamWriter) -> None:
+        if n == 1:
+            await asyncio.sleep(1.0)  # late: must never be read as the next answer
+        w.write(ok(body))
+
+    srv = await serve(first_hangs)
+    with pytest.raises(TimeoutError):
+        await client.post(srv.url, b"first", HEADERS, 0.2)
+    assert await client.post(srv.url, b"second", HEADERS, 5) == (200, b"second")
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        pytest.param(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"half', id="truncated"),
+        pytest.param(b"this is not HTTP\r\n\r\n", id="garbage"),
+    ],
+)
+async def test_broken_answer_is_an_exchange_failure(
+    serve: ServerFactory, client: HTTPClient, reply: bytes
+) -> None:
+    async def broken(n: int, body: bytes, w: asyncio.StreamWriter) -> None:
+        w.write(reply)
+        await w.drain()
+        w.close()
+
+    srv = await serve(broken)
+    with pytest.raises(ExchangeFailed):
+        await client.post(srv.url, b"{}", HEADERS, 5)
+
+
+async def test_pooled_http_routes_by_scheme_and_env(
+    serve: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    srv = await serve(echo)
+    lean = PooledHTTP()
+    assert await lean.post(srv.url, b"1", HEADERS, 5) == (200, b"1")
+    assert lean._general is None, "plain http goes through the lean client"
+    await lean.close()
+    monkeypatch.setenv("MATRIXHPC_HTTP", "aiohttp")
+    general = PooledHTTP()
+    assert await general.post(srv.url, b"2", HEADERS, 5) == (200, b"2")
+    assert general._lean is None and general._general is not None
+    await general.close()
