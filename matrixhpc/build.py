@@ -87,6 +87,7 @@ def client_policies(cfg: RunConfig) -> dict[str, ClientPolicy]:
             timeout=svc.timeout,
             max_retries=svc.max_retries,
             sticky=svc.sticky,
+            queue_metrics=svc.queue_metrics,
         )
         for name, svc in cfg.services.items()
     }

@@ -57,6 +57,9 @@ class ServiceConfig(Strict):
     timeout: float = Field(600.0, gt=0)
     max_retries: int = Field(3, ge=0)
     sticky: bool = False
+    queue_metrics: float = Field(
+        0.0, ge=0, description="seconds between scrapes of replicas' /metrics queue depth; 0: off"
+    )
     startup_timeout: float = Field(600.0, gt=0)
     url: str | None = None  # engine: external
     api_key_env: str | None = None  # engine: external

@@ -6,6 +6,8 @@
 * Optional consistent hashing on a sticky key so that the turns of one dialogue land
   on the same replica (prefix-cache reuse), and only the keys of a vanished replica
   move when the set changes.
+* With ``queue_metrics`` on, a replica's load also counts the requests its server
+  reports holding for other processes (:mod:`matrixhpc.llm.queue_depth`).
 * A replica that refuses or resets connections is benched for a cooldown that
   doubles per repeated outage; a retry prefers a replica not yet tried.
 """
@@ -20,6 +22,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from .queue_depth import metrics_url
 from .types import ClientPolicy, ReplicaInfo
 
 VNODES = 64  # virtual nodes per replica on the consistent-hash ring
@@ -37,11 +40,13 @@ class Replica:
     __slots__ = (
         "down_until",
         "endpoint",
+        "external",
         "failures",
         "headers",
         "inflight",
         "info",
         "limit",
+        "metrics_url",
         "name",
         "outstanding",
         "requests",
@@ -53,6 +58,7 @@ class Replica:
         self.info = info
         self.name = info.name
         self.endpoint = info.url.rstrip("/") + "/chat/completions"
+        self.metrics_url = metrics_url(info.url)
         self.headers = {"Content-Type": "application/json"}
         if info.api_key:
             self.headers["Authorization"] = f"Bearer {info.api_key}"
@@ -63,6 +69,7 @@ class Replica:
         self.sem = asyncio.Semaphore(self.limit)
         self.outstanding = 0
         self.inflight = 0
+        self.external = 0  # requests the server holds for others (queue metrics, opt-in)
         self.down_until = 0.0  # monotonic time until which the replica gets no requests
         self.streak = 0  # consecutive "dead" failures; doubles the cooldown
         self.requests = 0
@@ -81,6 +88,7 @@ class Replica:
         return {
             "outstanding": self.outstanding,
             "inflight": self.inflight,
+            "external": self.external,
             "limit": self.limit,
             "requests": self.requests,
             "failures": self.failures,
@@ -159,7 +167,7 @@ class Service:
         for rep in self.live:
             if rep.down_until > now:
                 continue
-            load = rep.outstanding
+            load = rep.outstanding + rep.external
             if tried and rep.name in tried:
                 load += _TRIED_PENALTY
             if best is None or load < best_load:

@@ -25,12 +25,14 @@ import json
 import logging
 import random
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from .balance import Replica, Service
 from .http import ExchangeFailed, PooledHTTP
+from .queue_depth import external_load
 from .types import ChatResult, ClientPolicy, LLMError, ReplicaSource
 
 log = logging.getLogger(__name__)
@@ -117,6 +119,7 @@ class LLMClient:
         self._services: dict[str, Service] = {}
         self._http: PooledHTTP | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._watchers: list[asyncio.Task[None]] = []
 
     # -- public API ------------------------------------------------------------------
 
@@ -150,6 +153,10 @@ class LLMClient:
         return {name: svc.stats() for name, svc in self._services.items()}
 
     async def close(self) -> None:
+        for watcher in self._watchers:
+            watcher.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
+        self._watchers = []
         if self._http is not None:
             await self._http.close()
         self._http = None
@@ -169,6 +176,7 @@ class LLMClient:
             self._loop = loop
             self._http = None
             self._services = {}
+            self._watchers = []  # they belonged to the old loop
         if self._http is None:
             self._http = PooledHTTP()
         return self._http
@@ -178,6 +186,8 @@ class LLMClient:
         if svc is None:
             policy = self._policies.get(name, self._default_policy)
             svc = self._services[name] = Service(name, policy)
+            if policy.queue_metrics > 0:
+                self._watchers.append(asyncio.create_task(self._watch_queues(svc)))
         return svc
 
     async def _run(
@@ -292,6 +302,22 @@ class LLMClient:
         if status >= 500 or status in (408, 429):
             raise _Retry(message)
         raise LLMError(f"service {svc.name}, replica {rep.name}: {message}")
+
+    async def _watch_queues(self, svc: Service) -> None:
+        """Every ``queue_metrics`` seconds, learn what each live replica holds for others."""
+        http = self._session()
+        timeout = max(1.0, svc.policy.queue_metrics)
+
+        async def fetch(url: str, headers: Mapping[str, str]) -> str:
+            return await http.get_text(url, headers, timeout)
+
+        async def scrape(rep: Replica) -> None:
+            rep.external = await external_load(fetch, rep.metrics_url, rep.headers, rep.inflight)
+
+        while True:
+            svc.refresh(self._source.replicas(svc.name))
+            await asyncio.gather(*(scrape(rep) for rep in svc.live))
+            await asyncio.sleep(svc.policy.queue_metrics)
 
     def _bench(self, rep: Replica, exc: BaseException) -> None:
         """Take a replica that refused/reset a connection out of rotation for a while."""

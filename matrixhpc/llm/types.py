@@ -38,6 +38,7 @@ class ClientPolicy:
     backoff_max: float = 20.0
     sticky: bool = False  # consistent hashing on sticky_key (prefix-cache reuse)
     wait_for_replica: float = 120.0  # how long to wait when no replica is live
+    queue_metrics: float = 0.0  # seconds between scrapes of servers' queue depth; 0: off
 
 
 @dataclass(slots=True)

@@ -418,3 +418,49 @@ async def test_registry_source_end_to_end(server: ServerFactory, tmp_path: Path)
     res = await client.chat("svc", MSG, {})
     await client.close()
     assert res.replica == "r0" and a.auth == ["Bearer k-123"] and a.bodies[0]["model"] == "m"
+
+
+def _inflight(client: LLMClient, replica: str) -> int:
+    replicas = client.stats().get("svc", {}).get("replicas", {})
+    return int(replicas.get(replica, {}).get("inflight", 0))
+
+
+async def _simulated(name: str) -> tuple[Any, ReplicaInfo]:
+    from matrixhpc.llm.engines.simulated import PROFILES, create_app, start_server
+
+    app = create_app(PROFILES["h100-llama3.1-8b"], time_scale=1.0, model="m")
+    runner, port = await start_server(app)
+    return runner, ReplicaInfo(name, f"http://127.0.0.1:{port}/v1", "m")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("queue_metrics", [0.0, 0.05])
+async def test_queue_metrics_steer_around_a_replica_loaded_by_others(
+    queue_metrics: float,
+) -> None:
+    (runner_a, a), (runner_b, b) = await _simulated("a"), await _simulated("b")
+    other = LLMClient(StaticReplicaSource({"svc": [a]}), {"svc": ClientPolicy()})
+    ours, _ = client_for([a, b], queue_metrics=queue_metrics)
+    try:  # another process keeps replica a busy with long replies
+        load = [
+            asyncio.create_task(other.chat("svc", MSG, {"max_tokens": 2000})) for _ in range(30)
+        ]
+        await wait_until(lambda: _inflight(other, "a") == 30)
+        await ours.chat("svc", MSG, {"max_tokens": 1})  # starts the scraper with the service
+        await asyncio.sleep(0.3)  # a few scrapes
+        results = await asyncio.gather(
+            *(ours.chat("svc", MSG, {"max_tokens": 5}) for _ in range(10))
+        )
+        on_a = sum(r.replica == "a" for r in results)
+        if queue_metrics:
+            assert on_a == 0, "a replica holding 30 requests for others must be avoided"
+            assert ours.stats()["svc"]["replicas"]["a"]["external"] >= 25
+        else:
+            assert on_a == 5, "without metrics only this process's own load counts"
+        for task in load:
+            task.cancel()
+    finally:
+        await ours.close()
+        await other.close()
+        await runner_a.cleanup()
+        await runner_b.cleanup()

@@ -28,9 +28,16 @@ class PooledHTTP:
     ) -> tuple[int, bytes]:
         if self._lean is not None and url.startswith("http://"):
             return await self._lean.post(url, body, headers, timeout)
+        return await self._aiohttp().post(url, body, headers, timeout)
+
+    async def get_text(self, url: str, headers: Mapping[str, str], timeout: float) -> str:
+        """Rare GETs (metrics) always go through aiohttp: not worth a lean path."""
+        return await self._aiohttp().get_text(url, headers, timeout)
+
+    def _aiohttp(self) -> AiohttpClient:
         if self._general is None:
             self._general = AiohttpClient()
-        return await self._general.post(url, body, headers, timeout)
+        return self._general
 
     async def close(self) -> None:
         if self._lean is not None:

@@ -35,5 +35,19 @@ class AiohttpClient:
         except aiohttp.ClientError as exc:  # disconnects, truncated or malformed answers
             raise ExchangeFailed(f"{type(exc).__name__}: {exc}") from None
 
+    async def get_text(self, url: str, headers: Mapping[str, str], timeout: float) -> str:
+        """GET a text page (metrics); a non-200 answer is an :class:`ExchangeFailed`."""
+        try:
+            async with self._session.get(
+                url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as resp:
+                if resp.status != 200:
+                    raise ExchangeFailed(f"HTTP {resp.status} from {url}")
+                return await resp.text()
+        except OSError:
+            raise
+        except aiohttp.ClientError as exc:
+            raise ExchangeFailed(f"{type(exc).__name__}: {exc}") from None
+
     async def close(self) -> None:
         await self._session.close()
