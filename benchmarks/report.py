@@ -149,6 +149,11 @@ def main() -> None:
         print()
         print(markdown(data["runs"]))
         print()
+        if data.get("framework_bound_runs"):
+            print(f"### {name}: framework-bound (zero-latency engine)")
+            print()
+            print(markdown(data["framework_bound_runs"]))
+            print()
 
 
 if __name__ == "__main__":

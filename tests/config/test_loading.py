@@ -11,7 +11,7 @@ import yaml
 
 from matrixhpc.config import ConfigError, RunConfig, load_config, parse_override, validate
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CORAL = ROOT / "configs" / "coral.yaml"
 HELLO = ROOT / "configs" / "hello.yaml"
 

@@ -1,0 +1,114 @@
+"""Checks that span sections: references between them, templates that must compile.
+
+Run by :class:`~matrixhpc.config.schema.RunConfig`'s validator, so a config that
+names a missing service or has a broken Jinja condition is rejected before any
+process starts, with the dotted key of each problem.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import jinja2
+
+if TYPE_CHECKING:
+    from .schema import RoleConfig, RunConfig
+
+Problems = list[tuple[str, str]]
+
+_jinja = jinja2.Environment()
+
+
+def _template_problem(source: str | None, expression: bool = False) -> str | None:
+    if source is None:
+        return None
+    try:
+        if expression:
+            _jinja.compile_expression(source)
+        else:
+            _jinja.parse(source)
+    except jinja2.TemplateSyntaxError as exc:
+        return f"does not compile: {exc.message}"
+    return None
+
+
+def cross_problems(cfg: RunConfig) -> Problems:
+    problems: list[tuple[str, str]] = []
+    for name, role in cfg.roles.items():
+        problems += _role_problems(cfg, name, role)
+    problems += _routing_problems(cfg)
+    problems += _group_problems(cfg)
+    for name, svc in cfg.services.items():
+        if svc.engine == "external" and not svc.url:
+            problems.append((f"services.{name}.url", "engine 'external' needs a url"))
+    return problems
+
+
+def _role_problems(cfg: RunConfig, name: str, role: RoleConfig) -> list[tuple[str, str]]:
+    key = f"roles.{name}"
+    out: list[tuple[str, str]] = []
+    if role.kind == "llm":
+        if role.service is None:
+            out.append((f"{key}.service", "an llm role needs a service"))
+        elif role.service not in cfg.services:
+            out.append((f"{key}.service", f"no service named {role.service!r}"))
+        if role.prompt is None and not role.dialogue:
+            out.append((f"{key}.prompt", "an llm role needs a prompt or a dialogue"))
+        for field in ("system", "prompt"):
+            bad = _template_problem(getattr(role, field))
+            if bad:
+                out.append((f"{key}.{field}", bad))
+    if role.kind == "python" and not role.function:
+        out.append((f"{key}.function", "a python role needs function: 'module:function'"))
+    if role.kind == "custom" and not role.class_:
+        out.append((f"{key}.class", "a custom role needs class: 'module:Class'"))
+    for other in role.dialogue:
+        if other not in cfg.roles:
+            out.append((f"{key}.dialogue", f"no role named {other!r}"))
+    return out
+
+
+def _routing_problems(cfg: RunConfig) -> list[tuple[str, str]]:
+    r = cfg.routing
+    out: list[tuple[str, str]] = []
+    named = list(r.order) + ([r.start] if r.start else [])
+    for src, dst in r.edges.items():
+        named.append(src)
+        named += [dst] if isinstance(dst, str) else [e.to for e in dst]
+        for i, edge in enumerate(dst if isinstance(dst, list) else []):
+            bad = _template_problem(edge.when, expression=True)
+            if bad:
+                out.append((f"routing.edges.{src}.{i}.when", bad))
+    for role in named:
+        if role not in cfg.roles and role.upper() != "END":
+            out.append(("routing", f"no role named {role!r}"))
+    if r.kind == "sequential" and not r.order:
+        out.append(("routing.order", "sequential routing needs an order"))
+    if r.kind == "graph" and not r.start:
+        out.append(("routing.start", "graph routing needs a start role"))
+    if r.kind == "function" and not r.function:
+        out.append(("routing.function", "function routing needs 'module:function'"))
+    bad = _template_problem(r.stop_when, expression=True)
+    if bad:
+        out.append(("routing.stop_when", bad))
+    return out
+
+
+def _group_problems(cfg: RunConfig) -> list[tuple[str, str]]:
+    groups = cfg.workers.groups
+    if not groups:
+        return []
+    out: list[tuple[str, str]] = []
+    hosted: set[str] = set()
+    for name, group in groups.items():
+        for role in group.roles:
+            if role not in cfg.roles:
+                out.append((f"workers.groups.{name}.roles", f"no role named {role!r}"))
+        hosted.update(group.roles)
+    missing = sorted(set(cfg.roles) - hosted)
+    if missing:
+        out.append(("workers.groups", f"roles hosted by no group: {', '.join(missing)}"))
+    total = sum(g.count for g in groups.values())
+    if total != cfg.workers.count:
+        out.append(("workers.count", f"is {cfg.workers.count} but the groups add up to {total}"))
+    return out

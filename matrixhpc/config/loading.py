@@ -1,0 +1,152 @@
+"""Loading a config: YAML, ``KEY=VALUE`` overrides, and validation errors people can act on.
+
+pydantic's errors are rewritten as (dotted key, reason) pairs; an unknown key
+gets the closest known key as a suggestion ("did you mean 'window'?").
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .errors import ConfigError
+from .schema import RunConfig
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError([(item, "an override is KEY=VALUE, e.g. dataset.limit=20")])
+    key, _, raw = item.partition("=")
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError([(key, "empty component in dotted key")])
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError([(key, f"value does not parse: {exc}")]) from exc
+    return parts, value
+
+
+def apply_override(data: dict[str, Any], parts: list[str], value: Any) -> None:
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError([(".".join(parts[: i + 1]), "is not a section")])
+        node = child
+    node[parts[-1]] = value
+
+
+def _absolutise(data: dict[str, Any], base: Path) -> None:
+    dataset = data.get("dataset")
+    if isinstance(dataset, dict) and isinstance(dataset.get("path"), str):
+        path = Path(dataset["path"]).expanduser()
+        dataset["path"] = str(path if path.is_absolute() else (base / path).resolve())
+
+
+def load_config(path: Path | str, overrides: list[str] = ()) -> RunConfig:  # type: ignore[assignment]
+    """Read YAML, apply ``KEY=VALUE`` overrides, validate.
+
+    A relative ``dataset.path`` in the file is relative to the file; one given as
+    an override is relative to the current directory (where the user typed it).
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError([(str(path), f"cannot read: {exc.strerror}")]) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError([(str(path), f"not valid YAML: {exc}")]) from exc
+    if not isinstance(data, dict):
+        raise ConfigError([(str(path), "the top level must be a mapping")])
+    data.setdefault("name", path.stem)
+    _absolutise(data, path.parent.resolve())
+    overridden = copy.deepcopy(data)
+    for item in overrides:
+        parts, value = parse_override(item)
+        apply_override(overridden, parts, value)
+    if overridden.get("dataset", {}).get("path") != data.get("dataset", {}).get("path"):
+        _absolutise(overridden, Path.cwd())
+    return validate(overridden)
+
+
+def validate(data: dict[str, Any]) -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_pydantic_problems(exc)) from None
+    except ConfigError:
+        raise
+
+
+def _pydantic_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    problems = []
+    for err in exc.errors():
+        ctx_error = (err.get("ctx") or {}).get("error")
+        if isinstance(ctx_error, ConfigError):
+            problems += ctx_error.problems
+            continue
+        loc = [str(p) for p in err["loc"] if not _is_union_tag(str(p))]
+        reason = err["msg"]
+        if err["type"] == "extra_forbidden":
+            reason = "unknown key" + _suggest(loc)
+        problems.append((".".join(loc) or "(top)", reason))
+    return _drop_shadowed(problems)
+
+
+def _is_union_tag(part: str) -> bool:
+    """pydantic names the branch of a union in ``loc`` ("str", "list[EdgeConfig]")."""
+    return part in ("str", "int", "float", "bool") or part.startswith(
+        ("function-", "list[", "dict[")
+    )
+
+
+def _drop_shadowed(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A union reports every branch; keep the deepest (the one the user meant)."""
+    keys = [k for k, _ in problems]
+    return [(k, r) for k, r in problems if not any(o != k and o.startswith(k + ".") for o in keys)]
+
+
+def _suggest(loc: list[str]) -> str:
+    known = _known_keys(loc[:-1])
+    close = difflib.get_close_matches(loc[-1], known, n=1) if loc else []
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _known_keys(parent: list[str]) -> list[str]:
+    """Field names of the section at ``parent`` (dict sections: their value model)."""
+    model: Any = RunConfig
+    for part in parent:
+        model = _unwrap(model)
+        if typing.get_origin(model) in (dict, list):  # part is a user's key or an index
+            model = typing.get_args(model)[-1]
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+    model = _unwrap(model)
+    fields = getattr(model, "model_fields", {})
+    return [f.alias or n for n, f in fields.items()]
+
+
+def _unwrap(tp: Any) -> Any:
+    """``X | None`` -> X (the first model or dict among a union's members)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(tp) if a is not type(None)]
+        for member in members:
+            if hasattr(member, "model_fields") or typing.get_origin(member) in (dict, list):
+                return member
+        return members[0] if members else tp
+    return tp
+
+
+def dump_config(cfg: RunConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json", by_alias=True), sort_keys=False))
