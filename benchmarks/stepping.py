@@ -2,10 +2,10 @@
 
 ``Stepper`` is built from the run directory exactly like ``matrixhpc worker`` builds its
 worker (``matrixhpc.build``: the same agents, router and client policies; the same
-``LLMClient`` over the same registry), and runs a step the way
-``matrixhpc.runtime.worker.Worker._step`` does: call the agent, turn an exception into an
-error turn, count the hop, stamp and append the turn. Routing is separate (:meth:`route`)
-because the centralised dispatcher runs it in another process.
+``LLMClient`` over the same registry), makes the runtime's tasks
+(:mod:`matrixhpc.runtime.admission`) and runs a step with the runtime's own code
+(:mod:`matrixhpc.runtime.stepping`). Routing is separate (:meth:`route`) because the
+centralised dispatcher runs it in another process.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from typing import Any
 from matrixhpc.agents.base import AgentContext
 from matrixhpc.build import build_agents, build_router, client_policies
 from matrixhpc.config import RunConfig
-from matrixhpc.data.readers import RowError, iter_rows
 from matrixhpc.llm.client import LLMClient
 from matrixhpc.llm.replicas import RegistryReplicaSource
 from matrixhpc.routing import Router
 from matrixhpc.rundir import RunDir
+from matrixhpc.runtime.admission import slice_items
 from matrixhpc.runtime.registry import Registry, atomic_write_json
 from matrixhpc.runtime.stats import WorkerStats, base_status
-from matrixhpc.runtime.worker import task_seed
+from matrixhpc.runtime.stepping import advance, run_step
 from matrixhpc.task import Task
 
 
@@ -43,20 +43,16 @@ def event_loop_policy() -> None:
 
 def make_tasks(cfg: RunConfig, name: str, shard: tuple[int, int] = (0, 1)) -> Iterator[Task]:
     """The tasks of a dataset slice, with the runtime's ids (``r<row>-t<trial>``) and seeds."""
-    rows = iter_rows(
+    items = slice_items(
         cfg.dataset.path,
         limit=cfg.dataset.limit,
         shard=shard,
         required=list(cfg.dataset.required),
+        trials=cfg.dataset.trials,
+        origin=name,
+        run_seed=cfg.seed,
     )
-    for item in rows:
-        if isinstance(item, RowError):
-            continue
-        for trial in range(cfg.dataset.trials):
-            task_id = f"r{item.index}-t{trial}"
-            task = Task(id=task_id, seed=task_seed(cfg.seed, task_id), row=item.data, origin=name)
-            task.state["trial"] = trial
-            yield task
+    return (item for item in items if isinstance(item, Task))
 
 
 class Stepper:
@@ -88,21 +84,8 @@ class Stepper:
 
     async def step(self, task: Task) -> None:
         """Run the agent of ``task.next`` once and append its turn (no routing)."""
-        agent = self.agents[task.next]
         assert self.ctx is not None, "connect() first"
-        started = time.time()
-        try:
-            turn = await agent(task, self.ctx)
-        except Exception as exc:  # a step's failure is the task's, never the process's
-            self.stats.step_errors += 1
-            turn = {"role": agent.name, "content": "", "error": f"{type(exc).__name__}: {exc}"}
-        task.hop += 1
-        self.stats.steps += 1
-        if turn is not None:
-            turn["worker"] = self.name
-            turn.setdefault("timings", {"start": started, "end": time.time()})
-            self.stats.record_turn(agent.name, turn)  # type: ignore[arg-type]
-            task.history.append(turn)
+        await run_step(self.agents[task.next], task, self.ctx, self.stats, self.name)
 
     def route(self, task: Task) -> None:
         """Pick the next role; a finished task gets its status (as the runtime does)."""
@@ -127,12 +110,7 @@ class Stepper:
 
 
 def route(router: Router, task: Task) -> None:
-    task.next = router.after(task)
-    if task.finished:
-        last = task.last_turn()
-        task.error = last.get("error") if last else None
-        task.status = "failed" if task.error else "ok"
-        task.updated = time.time()
+    advance(router, task)
 
 
 def _rss() -> float:

@@ -22,7 +22,8 @@ from matrixhpc.llm.types import ClientPolicy
 from matrixhpc.routing import FunctionRouter, GraphRouter, Router, SequentialRouter, graph_edges
 from matrixhpc.rundir import RunDir
 from matrixhpc.runtime.registry import Registry, read_json
-from matrixhpc.runtime.worker import Worker, WorkerSpec
+from matrixhpc.runtime.spec import WorkerSpec
+from matrixhpc.runtime.worker import Worker
 
 
 def build_agent(name: str, role: RoleConfig, cfg: RunConfig) -> Agent:

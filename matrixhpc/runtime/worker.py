@@ -15,26 +15,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import random
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import zmq.asyncio
 
 from matrixhpc.agents.base import Agent, AgentContext
 from matrixhpc.codec import CodecError, FrameType, decode, encode_ack
-from matrixhpc.data.readers import RowError, iter_rows
+from matrixhpc.data.readers import RowError
 from matrixhpc.data.writers import ErrorLog, ShardWriter, recover_shards
 from matrixhpc.llm.types import ChatClient
 from matrixhpc.routing import Router
+from matrixhpc.runtime.admission import slice_items, task_seed
 from matrixhpc.runtime.handoff import Handoffs
 from matrixhpc.runtime.journal import Journal
-from matrixhpc.runtime.origin import OriginBook, task_id
+from matrixhpc.runtime.origin import OriginBook
 from matrixhpc.runtime.peers import KIND as WORKERS
 from matrixhpc.runtime.peers import PeerDirectory
 from matrixhpc.runtime.recovery import (
@@ -46,43 +44,15 @@ from matrixhpc.runtime.recovery import (
     task_record,
 )
 from matrixhpc.runtime.registry import Registry, atomic_write_json
+from matrixhpc.runtime.spec import WorkerSpec
 from matrixhpc.runtime.stats import WorkerStats, base_status
+from matrixhpc.runtime.stepping import advance, conclude, run_step
 from matrixhpc.runtime.transport import CurveKeys, Inbox, Outbox
 from matrixhpc.task import END, Task, Turn
 
 log = logging.getLogger(__name__)
 
 PEER_WAIT = 120.0  # seconds a task waits for some live worker to host its next role
-
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    name: str
-    index: int
-    count: int
-    group: str
-    run_dir: Path
-    dataset_path: str
-    dataset_limit: int | None = None
-    trials: int = 1
-    required: tuple[str, ...] = ()
-    seed: int = 0
-    window: int = 256
-    max_active: int = 4096
-    host: str = "127.0.0.1"
-    shard_records: int = 100_000
-    flush_interval: float = 1.0
-    durability: str = "batch"
-    commit_interval: float = 0.005
-    segment_bytes: int = 64 * 2**20
-    lease: float = 3600.0
-    ack_timeout: float = 10.0
-    encrypt: bool = True
-
-
-def task_seed(run_seed: int, task_id: str) -> int:
-    digest = hashlib.blake2b(f"{run_seed}:{task_id}".encode(), digest_size=4).digest()
-    return int.from_bytes(digest, "little")
 
 
 class Worker:
@@ -218,27 +188,24 @@ class Worker:
 
     async def _admit_all(self) -> None:
         spec = self.spec
-        rows = iter_rows(
+        items = slice_items(
             spec.dataset_path,
             limit=spec.dataset_limit,
             shard=(spec.index, spec.count),
             required=list(spec.required),
+            trials=spec.trials,
+            origin=spec.name,
+            run_seed=spec.seed,
         )
         resumed = bool(self.book.written or self.book.in_flight)
-        for item in rows:
+        for item in items:
             if isinstance(item, RowError):
                 if not resumed or not self.errors.path.exists():
                     self.errors.write(item.to_record())
                 self.stats.row_errors += 1
-                continue
-            for trial in range(spec.trials):
-                tid = task_id(item.index, trial)
-                if self.book.known(tid):
-                    continue
-                task = Task(id=tid, seed=task_seed(spec.seed, tid), row=item.data, origin=spec.name)
-                task.state["trial"] = trial
-                await self.book.admit(task)
-                self._start(task)
+            elif not self.book.known(item.id):
+                await self.book.admit(item)
+                self._start(item)
         self.admission_done = True
         self._check_origin_done()
 
@@ -287,40 +254,18 @@ class Worker:
         return role in self.agents and (self.queued == 0 or not self.peers.hosts(role))
 
     async def _step(self, agent: Agent, task: Task) -> None:
-        started = time.time()
-        try:
-            turn = await agent(task, self.ctx)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a step's failure is the task's, never the worker's
-            self.stats.step_errors += 1
-            turn = {"role": agent.name, "content": "", "error": f"{type(exc).__name__}: {exc}"}
-        task.hop += 1
-        self.stats.steps += 1
-        if turn is not None:
-            turn["worker"] = self.spec.name
-            turn.setdefault("timings", {"start": started, "end": time.time()})
-            self.stats.record_turn(agent.name, turn)  # type: ignore[arg-type]
-            task.history.append(turn)
-        task.next = self.router.after(task)
-        if task.finished:
-            self._finish(task)
+        turn = await run_step(agent, task, self.ctx, self.stats, self.spec.name)
+        advance(self.router, task)
         self.journal.append(step_record(task, turn))
         if self.spec.durability == "strict":
             await self.journal.commit()
-
-    def _finish(self, task: Task) -> None:
-        last = task.last_turn()
-        task.error = last.get("error") if last else None
-        task.status = "failed" if task.error else "ok"
-        task.updated = time.time()
 
     def _fail(self, task: Task, reason: str) -> None:
         turn: Turn = {"role": task.next, "content": "", "error": reason, "worker": self.spec.name}
         task.history.append(turn)
         task.hop += 1
         task.next = END
-        self._finish(task)
+        conclude(task)
         self.journal.append(step_record(task, turn))
 
     # ------------------------------------------------------------- hand-off

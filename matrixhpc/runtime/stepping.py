@@ -1,0 +1,53 @@
+"""One step of one task: call the role's agent, record its turn, choose what comes next.
+
+Shared by the worker and by the benchmarks' baseline designs, so that every design
+steps tasks with the same code and only the scheduling around it differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from matrixhpc.agents.base import Agent, AgentContext
+from matrixhpc.routing import Router
+from matrixhpc.runtime.stats import WorkerStats
+from matrixhpc.task import Task, Turn
+
+
+async def run_step(
+    agent: Agent, task: Task, ctx: AgentContext, stats: WorkerStats, worker: str
+) -> Turn | None:
+    """Run ``agent`` on ``task`` once and append its turn; an exception becomes an error
+    turn (a step's failure is the task's, never the worker's)."""
+    started = time.time()
+    try:
+        turn = await agent(task, ctx)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        stats.step_errors += 1
+        turn = {"role": agent.name, "content": "", "error": f"{type(exc).__name__}: {exc}"}
+    task.hop += 1
+    stats.steps += 1
+    if turn is not None:
+        turn["worker"] = worker
+        turn.setdefault("timings", {"start": started, "end": time.time()})
+        stats.record_turn(agent.name, turn)  # type: ignore[arg-type]
+        task.history.append(turn)
+    return turn
+
+
+def advance(router: Router, task: Task) -> None:
+    """Pick the next role; a task that has reached the end gets its final status."""
+    task.next = router.after(task)
+    if task.finished:
+        conclude(task)
+
+
+def conclude(task: Task) -> None:
+    """A finished task fails if its last turn carries an error."""
+    last = task.last_turn()
+    task.error = last.get("error") if last else None
+    task.status = "failed" if task.error else "ok"
+    task.updated = time.time()

@@ -1,0 +1,35 @@
+"""One step: the agent's turn recorded, an exception turned into an error turn, routing."""
+
+from __future__ import annotations
+
+import pytest
+
+from matrixhpc.agents.base import Agent, AgentContext
+from matrixhpc.routing import SequentialRouter
+from matrixhpc.runtime.stats import WorkerStats
+from matrixhpc.runtime.stepping import advance, run_step
+from matrixhpc.task import END, Task, Turn
+
+
+class Echo(Agent):
+    async def __call__(self, task: Task, ctx: AgentContext) -> Turn | None:
+        if task.row.get("boom"):
+            raise RuntimeError("agent broke")
+        return {"role": self.name, "content": f"hop {task.hop}"}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("boom", [False, True])
+async def test_a_step_records_its_turn_and_a_failure_fails_the_task(boom: bool) -> None:
+    task = Task(id="r0-t0", seed=1, row={"boom": boom}, origin="w0")
+    task.next = "a"
+    stats = WorkerStats()
+    ctx = AgentContext(llm=None, worker="w0")  # type: ignore[arg-type]
+    turn = await run_step(Echo("a"), task, ctx, stats, "w0")
+    assert turn is not None and task.history == [turn] and task.hop == 1
+    assert turn["worker"] == "w0" and turn["timings"]["end"] >= turn["timings"]["start"]
+    assert stats.steps == 1 and stats.step_errors == int(boom)
+    advance(SequentialRouter(["a"]), task)
+    assert task.next == END and task.finished
+    assert task.status == ("failed" if boom else "ok")
+    assert (task.error is not None) == boom and (not boom or "agent broke" in str(task.error))
