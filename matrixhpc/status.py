@@ -31,6 +31,9 @@ SUMMED = (
 )
 
 
+CLIENT_COLUMNS = ("requests", "failures", "outstanding", "external", "cooldown")
+
+
 @dataclass
 class RunStatus:
     run_dir: Path
@@ -39,6 +42,7 @@ class RunStatus:
     replicas: dict[str, list[dict[str, Any]]]
     totals: dict[str, float] = field(default_factory=dict)
     roles: dict[str, dict[str, float]] = field(default_factory=dict)
+    clients: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
     @property
     def expected(self) -> int | None:
@@ -67,6 +71,7 @@ def read_status(run_dir: Path) -> RunStatus:
     status = RunStatus(run_dir, run, workers, replicas)
     status.totals = {k: sum(float(w.get(k, 0)) for w in workers) for k in SUMMED}
     status.roles = _merge_roles(workers)
+    status.clients = _merge_clients(workers)
     return status
 
 
@@ -77,6 +82,22 @@ def _merge_roles(workers: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
             into = merged.setdefault(role, {})
             for key, value in acc.items():
                 into[key] = into.get(key, 0.0) + float(value)
+    return merged
+
+
+def _merge_clients(workers: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per service and replica, the workers' LLM clients summed: requests, failures, what
+    is outstanding now; the longest cooldown and the largest queue held for others."""
+    merged: dict[str, dict[str, dict[str, float]]] = {}
+    for w in workers:
+        for service, svc in (w.get("llm") or {}).items():
+            replicas = merged.setdefault(service, {})
+            for name, rep in (svc.get("replicas") or {}).items():
+                into = replicas.setdefault(name, dict.fromkeys(CLIENT_COLUMNS, 0.0))
+                for key in ("requests", "failures", "outstanding"):
+                    into[key] += float(rep.get(key, 0))
+                for key in ("cooldown", "external"):
+                    into[key] = max(into[key], float(rep.get(key, 0)))
     return merged
 
 
@@ -122,4 +143,22 @@ def render(status: RunStatus) -> str:
     for service, entries in status.replicas.items():
         names = ", ".join(f"{e['name']}@{e.get('url', '?')}" for e in entries) or "none live"
         lines.append(f"service {service}: {len(entries)} live replica(s): {names}")
-    return "\n".join(lines)
+    return "\n".join(lines + _render_clients(status.clients))
+
+
+def _render_clients(clients: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """The replicas as the workers' clients see them (``external``: held for others,
+    from the servers' queue metrics when ``queue_metrics`` is on)."""
+    lines: list[str] = []
+    for service, replicas in sorted(clients.items()):
+        lines += [
+            "",
+            f"{service + ' replica':16} {'requests':>9} {'failed':>7} {'outstanding':>11} "
+            f"{'external':>8} {'cooldown s':>10}",
+        ]
+        for name, rep in sorted(replicas.items()):
+            lines.append(
+                f"{name:16} {rep['requests']:>9.0f} {rep['failures']:>7.0f} "
+                f"{rep['outstanding']:>11.0f} {rep['external']:>8.0f} {rep['cooldown']:>10.1f}"
+            )
+    return lines

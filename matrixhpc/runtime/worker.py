@@ -386,6 +386,11 @@ class Worker:
         with contextlib.suppress(OSError):
             self.registry.register(WORKERS, self.spec.name, entry, ttl=ttl)
 
+    def _llm_stats(self) -> dict[str, Any]:
+        """The LLM client's view of each replica, when the client keeps one."""
+        stats = getattr(self.ctx.llm, "stats", None)
+        return stats() if callable(stats) else {}
+
     def _write_status(self) -> None:
         book = self.book
         status = base_status(self.spec.name, self.spec.group)
@@ -406,6 +411,7 @@ class Worker:
             resent=self.handoffs.resent,
             rerouted=self.handoffs.rerouted,
             journal=self.journal.stats,
+            llm=self._llm_stats(),
             repaired=self.repaired,
             origin_done=self.origin_done.is_set(),
             admission_done=self.admission_done,

@@ -31,6 +31,13 @@ def test_500_tasks_three_workers_two_replicas(tmp_path: Path, dataset: Path) -> 
     assert sum(s["records"] for s in manifest["shards"]) == 500
     status = matrixhpc("status", str(run_dir))
     assert "500/500" in status.stdout and "state=finished" in status.stdout
+    calls = sum(1 for r in recs for t in r["history"] if "replica" in t)
+    served = {  # the clients' per-replica counts, as `status` shows them
+        line.split()[0]: int(line.split()[1])
+        for line in status.stdout.splitlines()
+        if line.split()[:1] in (["r0"], ["r1"])
+    }
+    assert set(served) == {"r0", "r1"} and sum(served.values()) == calls
 
 
 def test_roles_split_across_worker_groups(tmp_path: Path, dataset: Path) -> None:

@@ -1,0 +1,48 @@
+"""``matrixhpc status`` from the workers' status files: totals, roles, the clients' replicas."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from matrixhpc.status import read_status, render
+
+
+def _worker(name: str, done: int, replicas: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "worker": name,
+        "group": "all",
+        "done": done,
+        "ok": done,
+        "roles": {"student": {"steps": done * 2, "tokens_out": done * 10}},
+        "llm": {"llm": {"requests": 9, "replicas": replicas}},
+    }
+
+
+def test_workers_and_their_clients_are_merged(tmp_path: Path) -> None:
+    (tmp_path / "status").mkdir()
+    (tmp_path / "run.json").write_text(json.dumps({"total_tasks": 100, "state": "running"}))
+    workers = [
+        _worker("w000", 10, {"r0": {"requests": 5, "outstanding": 2, "external": 7}}),
+        _worker(
+            "w001",
+            30,
+            {
+                "r0": {"requests": 4, "failures": 1, "outstanding": 1, "external": 3},
+                "r1": {"requests": 6, "cooldown": 4.5},
+            },
+        ),
+    ]
+    for w in workers:
+        (tmp_path / "status" / f"{w['worker']}.json").write_text(json.dumps(w))
+    (tmp_path / "status" / "w002.json").write_text("{torn")  # mid-write: skipped
+    status = read_status(tmp_path)
+    assert status.totals["done"] == 40 and status.expected == 100
+    assert status.roles["student"]["steps"] == 80
+    r0, r1 = status.clients["llm"]["r0"], status.clients["llm"]["r1"]
+    assert (r0["requests"], r0["failures"], r0["outstanding"], r0["external"]) == (9, 1, 3, 7)
+    assert r1["cooldown"] == 4.5 and r1["requests"] == 6
+    text = render(status)
+    assert "tasks 40/100" in text
+    assert any(line.split()[:3] == ["r0", "9", "1"] for line in text.splitlines())
