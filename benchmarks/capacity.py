@@ -1,11 +1,13 @@
 """The replicas' saturated capacity, measured by a pure load generator.
 
-Bare aiohttp (one session; each body encoded with orjson per request, as any client must
-and as ``LLMClient`` does), no framework: ``2 x replicas x max_batch`` closed-loop clients
-(so every replica's batch stays full and a queue waits behind it) replay the workload's
-request shapes (output length ``tokens[i]`` with ``ignore_eos``; a prompt as long as turn
-``i``'s: the question plus the dialogue so far) against the same engines. Output tokens/s
-over the steady part of the run is the denominator of every design's LLM utilisation.
+The runtime's own HTTP transport, bare (``matrixhpc.llm.http.PooledHTTP``: the lean
+keep-alive client for ``http://``; each body encoded with orjson per request, as any
+client must and as ``LLMClient`` does), no balancing, retries or agents:
+``2 x replicas x max_batch`` closed-loop clients (so every replica's batch stays full
+and a queue waits behind it) replay the workload's request shapes (output length
+``tokens[i]`` with ``ignore_eos``; a prompt as long as turn ``i``'s: the question plus
+the dialogue so far) against the same engines. Output tokens/s over the steady part of
+the run is the denominator of every design's LLM utilisation.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import orjson
 
 from benchmarks.metrics import Span, rate_in_window
 from matrixhpc.llm.engines.simulated import generate_text
+from matrixhpc.llm.http import PooledHTTP
 from matrixhpc.llm.types import ReplicaInfo
 
 WARMUP = 0.2  # share of the run before the steady window
@@ -72,8 +74,8 @@ async def measure(
     spans: list[Span] = []
     per_replica = [_bodies(r.model, items, k) for k, r in enumerate(replicas)]
     stop_at = time.time() + seconds
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    http = PooledHTTP()
+    try:
 
         async def client(j: int) -> None:
             k = j % len(replicas)
@@ -87,13 +89,15 @@ async def measure(
                 body = bodies[n % len(bodies)]
                 n += concurrency
                 start = time.time()
-                async with session.post(url, data=orjson.dumps(body), headers=headers) as resp:
-                    reply = orjson.loads(await resp.read())
+                _, raw = await http.post(url, orjson.dumps(body), headers, 600.0)
+                reply = orjson.loads(raw)
                 spans.append(Span(start, time.time(), reply["usage"]["completion_tokens"]))
 
         t0, cpu0 = time.time(), time.process_time()
         await asyncio.gather(*(client(j) for j in range(concurrency)))
         t1, cpu1 = time.time(), time.process_time()
+    finally:
+        await http.close()
     window = (t0 + WARMUP * seconds, stop_at)
     return {
         "tokens_per_s": rate_in_window(spans, *window),

@@ -1,11 +1,12 @@
 """Hops per second one worker sustains, through `matrixhpc run`, on a zero-latency engine.
 
 Baseline measured in the same run: the raw engine (the same zero-latency simulated
-server driven by a bare aiohttp client with the same concurrency), i.e. the most
-LLM calls per second this machine can push through HTTP at all. A hop is one agent
+server, its own process, driven by a bare loop over the runtime's HTTP transport with
+the same concurrency), i.e. the most LLM calls per second this machine pushes through
+that server with no framework at all. A hop is one agent
 step; the Coral workflow has 2 python steps per LLM call, so hops/s > calls/s.
 
-    python benchmarks/hops.py [--tasks 2000] [--workers 1]
+    python -m benchmarks.hops [--tasks 2000] [--workers 1]
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import aiohttp
-
-from matrixhpc.llm.engines.simulated import PROFILES, create_app, start_server
+from benchmarks.llm_client import raw_lean, start_server, wait_ready
+from matrixhpc.llm.engines.process import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "hops.json"
@@ -49,23 +49,16 @@ def run_framework(tasks: int, workers: int, window: int) -> dict[str, float]:
 
 
 async def _raw_engine(requests: int, concurrency: int) -> float:
-    app = create_app(PROFILES["zero"], model="m")
-    runner, port = await start_server(app)
-    url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    body = {"model": "m", "messages": [{"role": "user", "content": "hi " * 50}],
-            "max_tokens": 64}  # fmt: skip
-    sem = asyncio.Semaphore(concurrency)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-
-        async def one() -> None:
-            async with sem, session.post(url, json=body) as resp:
-                await resp.read()
-
-        started = time.perf_counter()
-        await asyncio.gather(*(one() for _ in range(requests)))
-        elapsed = time.perf_counter() - started
-    await runner.cleanup()
-    return requests / elapsed
+    port = free_port()
+    server = start_server("simulated", port, "--profile", "zero")
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        await wait_ready(url)
+        wall, _ = await raw_lean(url, requests, concurrency)
+    finally:
+        server.terminate()
+        server.wait()
+    return requests / wall
 
 
 def main() -> None:

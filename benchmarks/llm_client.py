@@ -10,7 +10,7 @@
 2. Embedded engine: llama.cpp serving SmolLM2-135M (the default engine), output
    tokens/s at concurrency 1 and 4 through LLMClient.
 
-    python benchmarks/llm_client.py [--requests 4000] [--concurrency 64] [--skip-embedded]
+    python -m benchmarks.llm_client [--requests 4000] [--concurrency 64] [--skip-embedded]
 """
 
 from __future__ import annotations

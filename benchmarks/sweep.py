@@ -140,8 +140,8 @@ class Sweep:
 
 
 async def bare_client_cpu(bench: Bench, tasks: int) -> float:
-    """CPU microseconds per request of a bare aiohttp client with the workload's bodies,
-    against the zero-latency engine (the least any HTTP client can spend)."""
+    """CPU microseconds per request of the runtime's bare HTTP transport with the workload's
+    bodies, against the zero-latency engine (what the framework cannot avoid spending)."""
     from benchmarks.capacity import measure
     from benchmarks.engines import EngineSet
     from benchmarks.workflow import write_config
