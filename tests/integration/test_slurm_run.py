@@ -33,6 +33,14 @@ SLURM = [
 ]
 
 
+def _slurm_run(
+    tmp_path: Path, dataset: Path, latency: float, run_dir: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """``matrixhpc run --slurm`` of the dialogue workflow, to the end (or detached)."""
+    cfg = dialogue_config(tmp_path, dataset, latency)
+    return matrixhpc("run", str(cfg), *SLURM, *args, "--run-dir", str(run_dir), timeout=600)
+
+
 def _jobs(run_dir: Path) -> dict[str, Any]:
     return json.loads((run_dir / "slurm" / "jobs.json").read_text())
 
@@ -53,15 +61,7 @@ def test_full_slurm_run_every_job_completed(
     slurm_cluster: Path, tmp_path: Path, dataset: Path
 ) -> None:
     run_dir = tmp_path / "run"
-    proc = matrixhpc(
-        "run",
-        str(dialogue_config(tmp_path, dataset, 0.002)),
-        *SLURM,
-        "dataset.trials=4",
-        "--run-dir",
-        str(run_dir),
-        timeout=600,
-    )
+    proc = _slurm_run(tmp_path, dataset, 0.002, run_dir, "dataset.trials=4")
     assert proc.returncode == 0, proc.stderr
     assert_complete(records(run_dir), 200)
     states = _settled(_all_ids(run_dir))
@@ -134,15 +134,7 @@ def test_cancelled_replica_the_other_takes_the_load(
 
 def test_stop_leaves_no_job(slurm_cluster: Path, tmp_path: Path, dataset: Path) -> None:
     run_dir = tmp_path / "run"
-    proc = matrixhpc(
-        "run",
-        str(dialogue_config(tmp_path, dataset, 1.0)),
-        *SLURM,
-        "dataset.trials=20",
-        "--detach",
-        "--run-dir",
-        str(run_dir),
-    )
+    proc = _slurm_run(tmp_path, dataset, 1.0, run_dir, "dataset.trials=20", "--detach")
     assert proc.returncode == 0, proc.stderr
     ids = _all_ids(run_dir)
     wait_for(lambda: done_count(run_dir) >= 1 or len(squeue_states(ids)) >= 2)
@@ -176,17 +168,15 @@ def test_exported_sbatch_scripts_produce_the_same_output(
 
 def test_one_allocation_mode(slurm_cluster: Path, tmp_path: Path, dataset: Path) -> None:
     run_dir = tmp_path / "run"
-    proc = matrixhpc(
-        "run",
-        str(dialogue_config(tmp_path, dataset, 0.002)),
-        *SLURM,
+    proc = _slurm_run(
+        tmp_path,
+        dataset,
+        0.002,
+        run_dir,
         "dataset.trials=2",
         "slurm.mode=allocation",
         "slurm.shared_nodes=true",
         "slurm.workers.cpus=1",
-        "--run-dir",
-        str(run_dir),
-        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     assert_complete(records(run_dir), 100)
