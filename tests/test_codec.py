@@ -11,10 +11,12 @@ import pytest
 from matrixhpc.codec import (
     _TASK_FIELDS,
     CodecError,
+    Control,
     FrameType,
     decode,
     encode,
     encode_ack,
+    encode_renew,
     encode_task,
     pack,
     task_from_wire,
@@ -114,37 +116,56 @@ def test_wire_is_a_positional_array_in_schema_order() -> None:
     assert task_from_wire(wire) == task
 
 
+def test_renew_frames_round_trip() -> None:
+    leases = [("t-1", 77, 0), ("ü", 2**62, 3)]
+    frame = encode_renew("w3", leases)
+    assert frame[0] == int(FrameType.CONTROL)
+    assert decode(frame) == (FrameType.CONTROL, ("w3", Control.RENEW, leases))
+    assert decode(encode_renew("w3", [])) == (FrameType.CONTROL, ("w3", Control.RENEW, []))
+
+
 @pytest.mark.parametrize(
     "body",
-    [{"op": "stop", "reason": "ünïcode"}, None, [1, "two"], {"ids": [["a", 1, 2]]}],
+    [
+        {"op": "stop"},
+        None,
+        [1, "renew", []],  # sender not a string
+        ["w0", "explode", []],  # unknown operation
+        ["w0", "renew", {"t": 1}],  # payload not a list
+        ["w0", "renew", [["t", 1]]],  # item too short
+        ["w0", "renew", [["t", "1", 0]]],  # token not an int
+        ["w0", "renew", [[1, 1, 0]]],  # id not a string
+        ["w0", "renew", [["t", True, 0]]],  # a bool is not an int
+    ],
 )
-def test_control_frames_round_trip_their_body(body: Any) -> None:
-    frame = encode(FrameType.CONTROL, body)
-    assert frame[0] == int(FrameType.CONTROL)
-    assert decode(frame) == (FrameType.CONTROL, body)
+def test_bad_control_frames_are_refused(body: Any) -> None:
+    with pytest.raises(CodecError):
+        decode(encode(FrameType.CONTROL, body))
 
 
-@pytest.mark.parametrize(("task_id", "attempt", "hop"), [("t-1", 0, 3), ("ü-😀", 7, 2**40)])
-def test_ack_round_trip_is_a_tuple(task_id: str, attempt: int, hop: int) -> None:
-    frame = encode_ack(task_id, attempt, hop)
+@pytest.mark.parametrize(
+    ("task_id", "token", "attempt", "hop"), [("t-1", 77, 0, 3), ("ü-😀", 2**62, 7, 2**40)]
+)
+def test_ack_round_trip_is_a_tuple(task_id: str, token: int, attempt: int, hop: int) -> None:
+    frame = encode_ack(task_id, token, attempt, hop)
     assert frame[0] == int(FrameType.ACK)
     kind, body = decode(frame)
     assert kind is FrameType.ACK
-    assert body == (task_id, attempt, hop)
-    assert isinstance(body, tuple)  # usable as a (id, attempt, hop) key as-is
-    assert encode(FrameType.ACK, [task_id, attempt, hop]) == frame
+    assert body == (task_id, token, attempt, hop)
+    assert isinstance(body, tuple)  # usable as a (id, token, attempt, hop) key as-is
+    assert encode(FrameType.ACK, [task_id, token, attempt, hop]) == frame
 
 
 @pytest.mark.parametrize(
     "body",
     [
         {"ids": [["a", 1, 2]]},  # a map
-        ["t-1", 0],  # too short
-        ["t-1", 0, 3, 4],  # too long
-        [7, 0, 3],  # id not a string
-        ["t-1", "0", 3],  # attempt not an int
-        ["t-1", 0, 3.5],  # hop not an int
-        ["t-1", 0, None],
+        ["t-1", 1, 0],  # too short
+        ["t-1", 1, 0, 3, 4],  # too long
+        [7, 1, 0, 3],  # id not a string
+        ["t-1", 1, "0", 3],  # attempt not an int
+        ["t-1", 1, 0, 3.5],  # hop not an int
+        ["t-1", 1, 0, None],
         "t-1",
         None,
         [],
@@ -172,8 +193,8 @@ def test_every_frame_type_is_covered_and_distinct() -> None:
     bodies: dict[FrameType, Any] = {
         FrameType.TASK: ["w0", task_to_wire(_rich_task())],
         FrameType.RETURN: ["w0", task_to_wire(_rich_task())],
-        FrameType.ACK: ["t", 0, 1],
-        FrameType.CONTROL: [1],
+        FrameType.ACK: ["t", 1, 0, 1],
+        FrameType.CONTROL: ["w0", "renew", []],
     }
     assert set(bodies) == set(FrameType)
     for kind in FrameType:
@@ -206,7 +227,7 @@ def test_truncated_msgpack() -> None:
 
 def test_trailing_bytes_are_rejected() -> None:
     with pytest.raises(CodecError):
-        decode(encode_ack("t", 0, 1) + b"\x01")
+        decode(encode_ack("t", 5, 0, 1) + b"\x01")
 
 
 def test_random_garbage_only_ever_raises_codec_error() -> None:

@@ -1,9 +1,17 @@
 """What an origin worker owns: its admitted tasks, the window, leases, writing each once.
 
 An admitted task carries a random token and an attempt number. The origin accepts
-a finished task only if both match what it issued, so a forged return or a stale
-attempt (one the origin re-issued after its lease expired) is dropped, and a
-record is written exactly once (dedup by id).
+a finished task only with its token and an attempt it issued, so a forged return is
+dropped; the first attempt to finish is written (a slow copy that finally arrives is
+work done, not waste) and every later one is a duplicate: a record is written exactly
+once (dedup by id).
+
+Leases: a task out of the origin's hands is re-issued (attempt + 1) when nobody has
+reported it moving for a lease. Workers holding a task renew its lease while they
+drive it (:meth:`OriginBook.renew`), so only tasks on a stopped or lost worker are
+re-issued; each attempt waits twice as long as the one before, and after
+``max_attempts`` the task is given up and recorded failed with the reason, so a run
+can neither storm nor wait forever.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable, Collection
 
 from matrixhpc.data.writers import ShardRecovery, ShardWriter
 from matrixhpc.runtime.journal import Journal
@@ -44,12 +53,23 @@ class Window:
             self._changed.notify()
 
 
+MAX_BACKOFF = 16  # the lease of a late attempt is at most this many base leases
+
+
 class OriginBook:
-    def __init__(self, writer: ShardWriter, journal: Journal, window: int) -> None:
+    def __init__(
+        self,
+        writer: ShardWriter,
+        journal: Journal,
+        window: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.writer = writer
         self.journal = journal
         self.window = Window(window)
+        self.clock = clock
         self.in_flight: dict[str, Admission] = {}
+        self.heard: dict[str, float] = {}  # when each task out was last issued or renewed
         self.written: set[str] = set()
         self.admitted = 0
         self.ok = 0
@@ -62,9 +82,11 @@ class OriginBook:
         """After a restart: what was written (from the shards) and what is still out."""
         self.written = set(shards.ids)
         self.ok, self.failed = shards.count("ok"), shards.count("failed")
+        now = self.clock()  # a restarted origin gives every task out a full lease again
         for task_id, admission in admitted.items():
             if task_id not in self.written:
                 self.in_flight[task_id] = admission
+                self.heard[task_id] = now
         self.window.take(len(self.in_flight))
         self.admitted = len(self.written) + len(self.in_flight)
 
@@ -78,16 +100,24 @@ class OriginBook:
         self.admitted += 1
 
     def _issue(self, task: Task) -> None:
-        admission = Admission(task.token, task.attempt, task.row, time.time())
+        admission = Admission(task.token, task.attempt, task.row, self.clock())
         self.in_flight[task.id] = admission
+        self.heard[task.id] = admission.issued_at
         self.journal.append(admit_record(task, admission.issued_at))
 
     def accepts(self, task: Task) -> bool:
-        admission = self.in_flight.get(task.id)
-        return admission is not None and (admission.token, admission.attempt) == (
-            task.token,
-            task.attempt,
-        )
+        return self._issued(task.id, task.token, task.attempt)
+
+    def _issued(self, task_id: str, token: int, attempt: int) -> bool:
+        admission = self.in_flight.get(task_id)
+        return admission is not None and admission.token == token and attempt <= admission.attempt
+
+    def renew(self, task_id: str, token: int, attempt: int) -> bool:
+        """A worker reports this attempt moving: its lease starts over."""
+        if not self._issued(task_id, token, attempt):
+            return False
+        self.heard[task_id] = self.clock()
+        return True
 
     def complete(self, task: Task) -> bool:
         """Write a finished task's record once; a duplicate, forged or stale one is dropped."""
@@ -101,6 +131,7 @@ class OriginBook:
         self.journal.append(done_record(task.id))
         self.written.add(task.id)
         del self.in_flight[task.id]
+        self.heard.pop(task.id, None)
         self.window.release()
         if task.status == "ok":
             self.ok += 1
@@ -108,13 +139,29 @@ class OriginBook:
             self.failed += 1
         return True
 
-    def expired(self, lease: float, now: float, held: set[str]) -> list[str]:
-        """Tasks out longer than ``lease`` that this worker does not hold itself."""
+    def expired(self, lease: float, held: Collection[str]) -> list[str]:
+        """Tasks nobody has reported moving for their lease (``lease`` doubled per
+        attempt) that this worker does not hold itself."""
+        now = self.clock()
         return [
             task_id
             for task_id, a in self.in_flight.items()
-            if now - a.issued_at > lease and task_id not in held
+            if task_id not in held
+            and now - self.heard.get(task_id, a.issued_at) > lease * min(2**a.attempt, MAX_BACKOFF)
         ]
+
+    def attempts(self, task_id: str) -> int:
+        """How many attempts of a task have been issued."""
+        return self.in_flight[task_id].attempt + 1
+
+    def give_up(self, task_id: str, origin: str, reason: str) -> Task:
+        """A task no attempt of which came back: its final record, failed with ``reason``."""
+        old = self.in_flight[task_id]
+        task = Task(task_id, 0, old.row, origin, attempt=old.attempt, token=old.token)
+        task.state["trial"] = trial_of(task_id)
+        task.status, task.error = "failed", reason
+        self.complete(task)
+        return task
 
     def reissue(self, task_id: str, seed: int, origin: str) -> Task:
         """A new attempt of a task whose lease expired; the old attempt becomes stale."""

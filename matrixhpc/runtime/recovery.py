@@ -6,7 +6,7 @@ Records (msgpack arrays, first item the type):
 - ``TASK   task``                            this worker holds the task in this state
 - ``STEP   id hop turn state next status error updated``  one local step (a delta)
 - ``SENT   id attempt hop peer kind``        handed off / returned; awaiting the ACK
-- ``ACKED  id attempt hop``                  the peer has it: no longer held here
+- ``ACKED  id token attempt hop``            the peer has it: no longer held here
 - ``DONE   id``                              the origin wrote the task's record
 
 Steps are journaled as deltas so that a dialogue's history is written once, not
@@ -24,7 +24,9 @@ from matrixhpc.task import Task, Turn
 
 ADMIT, TASK, STEP, SENT, ACKED, DONE = 1, 2, 3, 4, 5, 6
 
-Key = tuple[str, int, int]  # (id, attempt, hop): one hand-off
+# (id, token, attempt, hop): one hand-off. The token is random per admission, so a task
+# re-admitted by an origin that lost its journal is never mistaken for a copy peers saw.
+Key = tuple[str, int, int, int]
 
 
 @dataclass(slots=True)
@@ -44,7 +46,7 @@ class Pending:
 
     @property
     def key(self) -> Key:
-        return (self.task.id, self.task.attempt, self.task.hop)
+        return key_of(self.task)
 
 
 @dataclass
@@ -56,6 +58,10 @@ class Recovered:
     seen: set[Key] = field(default_factory=set)
     records: int = 0
     skipped: int = 0
+
+
+def key_of(task: Task) -> Key:
+    return (task.id, task.token, task.attempt, task.hop)
 
 
 def admit_record(task: Task, issued_at: float) -> list[Any]:
@@ -113,7 +119,7 @@ def _task(s: Recovered, r: list[Any]) -> None:
     task = task_from_wire(r[1])
     s.held[task.id] = task
     s.pending.pop(task.id, None)
-    s.seen.add((task.id, task.attempt, task.hop))
+    s.seen.add(key_of(task))
 
 
 def _step(s: Recovered, r: list[Any]) -> None:
@@ -136,11 +142,11 @@ def _sent(s: Recovered, r: list[Any]) -> None:
 
 
 def _acked(s: Recovered, r: list[Any]) -> None:
-    _, task_id, attempt, hop = r
-    pending = s.pending.get(task_id)
-    if pending is not None and pending.key == (task_id, attempt, hop):
-        del s.pending[task_id]
-        s.held.pop(task_id, None)
+    key = (r[1], r[2], r[3], r[4])
+    pending = s.pending.get(key[0])
+    if pending is not None and pending.key == key:
+        del s.pending[key[0]]
+        s.held.pop(key[0], None)
 
 
 def _done(s: Recovered, r: list[Any]) -> None:

@@ -43,7 +43,8 @@ def read_json(path: Path) -> Any | None:
 
 @dataclass
 class _Scan:
-    at: float = 0.0
+    at: float = 0.0  # when the next scan is due
+    done: float = float("-inf")  # when the last scan ran
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -51,11 +52,21 @@ class Registry:
     """``root/<kind>/<name>.json``; ``kind`` may be nested, e.g. ``llm/<service>``."""
 
     def __init__(
-        self, root: Path | str, *, ttl: float = DEFAULT_TTL, scan_interval: float = 2.0
+        self,
+        root: Path | str,
+        *,
+        ttl: float = DEFAULT_TTL,
+        scan_interval: float = 2.0,
+        fresh_floor: float | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.root = Path(root)
+        self.clock = clock
         self.ttl = ttl
         self.scan_interval = scan_interval
+        # a "fresh" scan is still at most this often: many tasks waiting on one change
+        # share one directory listing instead of each forcing its own (a Lustre storm)
+        self.fresh_floor = min(1.0, scan_interval / 2) if fresh_floor is None else fresh_floor
         self._scans: dict[str, _Scan] = {}
 
     def path(self, kind: str, name: str) -> Path:
@@ -69,7 +80,7 @@ class Registry:
         entry = dict(data)
         entry.update(
             name=name,
-            heartbeat=time.time(),
+            heartbeat=self.clock(),
             ttl=self.ttl if ttl is not None and ttl < 0 else ttl,
             host=entry.get("host", socket.gethostname()),
             pid=entry.get("pid", os.getpid()),
@@ -80,11 +91,13 @@ class Registry:
         self.path(kind, name).unlink(missing_ok=True)
 
     def entries(self, kind: str, *, fresh: bool = False) -> dict[str, dict[str, Any]]:
-        """Live entries of a kind, from a cached scan no older than ~scan_interval."""
+        """Live entries of a kind, from a cached scan no older than ~scan_interval
+        (``fresh``: no older than ``fresh_floor``)."""
         scan = self._scans.setdefault(kind, _Scan())
-        now = time.time()
-        if fresh or now >= scan.at:
+        now = self.clock()
+        if now >= scan.at or (fresh and now - scan.done >= self.fresh_floor):
             scan.entries = self._scan(kind, now)
+            scan.done = now
             scan.at = now + self.scan_interval * random.uniform(0.75, 1.25)
         return {n: e for n, e in scan.entries.items() if _alive(e, now)}
 

@@ -10,6 +10,7 @@ import asyncio
 import time
 
 from matrixhpc.agents.base import Agent, AgentContext
+from matrixhpc.errors import ResourceUnavailable
 from matrixhpc.routing import Router
 from matrixhpc.runtime.stats import WorkerStats
 from matrixhpc.task import Task, Turn
@@ -19,11 +20,13 @@ async def run_step(
     agent: Agent, task: Task, ctx: AgentContext, stats: WorkerStats, worker: str
 ) -> Turn | None:
     """Run ``agent`` on ``task`` once and append its turn; an exception becomes an error
-    turn (a step's failure is the task's, never the worker's)."""
+    turn (a step's failure is the task's, never the worker's) — except an outage of a
+    resource the step needs, which is raised with the task untouched: the task did not
+    fail, it must wait (or be resumed) until the resource is back."""
     started = time.time()
     try:
         turn = await agent(task, ctx)
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, ResourceUnavailable):
         raise
     except Exception as exc:
         stats.step_errors += 1

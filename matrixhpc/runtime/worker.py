@@ -9,6 +9,11 @@ Everything a worker holds is journaled (:mod:`journal`, :mod:`recovery`): a
 worker restarted with the same identity replays its journal and continues each
 dialogue from its last journaled step. The worker finishes when every worker of
 the run has declared its own tasks written: no task can then be in flight.
+
+Liveness: every held task is driven by a coroutine or a resend timer, which a periodic
+audit checks (:mod:`liveness`); every background job is supervised (:mod:`supervisor`):
+a failure, a journal that cannot be written, or an LLM service gone for longer than its
+``replica_wait`` stops the worker resumably with the reason, never silently.
 """
 
 from __future__ import annotations
@@ -24,20 +29,23 @@ from typing import Any
 import zmq.asyncio
 
 from matrixhpc.agents.base import Agent, AgentContext
-from matrixhpc.codec import CodecError, FrameType, decode, encode_ack
+from matrixhpc.codec import CodecError, Control, FrameType, decode, encode_ack, encode_renew
 from matrixhpc.data.readers import RowError
 from matrixhpc.data.writers import ErrorLog, ShardWriter, recover_shards
+from matrixhpc.errors import ResourceUnavailable, StorageFailure
 from matrixhpc.llm.types import ChatClient
 from matrixhpc.routing import Router
 from matrixhpc.runtime.admission import slice_items, task_seed
 from matrixhpc.runtime.handoff import Handoffs
 from matrixhpc.runtime.journal import Journal
+from matrixhpc.runtime.liveness import Liveness
 from matrixhpc.runtime.origin import OriginBook
 from matrixhpc.runtime.peers import KIND as WORKERS
 from matrixhpc.runtime.peers import PeerDirectory
 from matrixhpc.runtime.recovery import (
     Key,
     Recovered,
+    key_of,
     recover,
     snapshot_records,
     step_record,
@@ -47,12 +55,15 @@ from matrixhpc.runtime.registry import Registry, atomic_write_json
 from matrixhpc.runtime.spec import WorkerSpec
 from matrixhpc.runtime.stats import WorkerStats, base_status
 from matrixhpc.runtime.stepping import advance, conclude, run_step
+from matrixhpc.runtime.supervisor import Supervisor
 from matrixhpc.runtime.transport import CurveKeys, Inbox, Outbox
 from matrixhpc.task import END, Task, Turn
 
 log = logging.getLogger(__name__)
 
-PEER_WAIT = 120.0  # seconds a task waits for some live worker to host its next role
+PEER_POLL = (0.2, 5.0)  # a task waiting for a worker hosting its role: first and last poll
+AUDIT_INTERVAL = 5.0  # seconds between liveness audits
+FAULTS = (ResourceUnavailable, StorageFailure)  # the worker's, not the task's: stop resumably
 
 
 class Worker:
@@ -88,7 +99,11 @@ class Worker:
         self.admission_done = False
         self.origin_done = asyncio.Event()
         self.repaired: list[dict[str, Any]] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.liveness = Liveness()
+        self.waiting: dict[str, int] = {}  # tasks waiting for a worker that hosts a role
+        self.renewed = 0
+        self.fault: str | None = None
+        self.supervisor: Supervisor
         self._zmq = zmq.asyncio.Context()
         curve = CurveKeys.create(spec.run_dir / "secrets" / "curve.key") if spec.encrypt else None
         self.inbox = Inbox(self._zmq, spec.host, curve=curve)
@@ -98,7 +113,9 @@ class Worker:
     # ------------------------------------------------------------- lifecycle
 
     async def run(self) -> bool:
-        """Run to the end of the whole run (True) or until cancelled (False: resumable)."""
+        """Run to the end of the whole run (True), or until cancelled or a fault stops
+        this worker (False: resumable; the fault is logged and in the status file)."""
+        self.supervisor = Supervisor()
         recovered = self._recover()
         self.journal.open()
         self.journal.pre_write.append(self.book.writer.flush)
@@ -106,36 +123,48 @@ class Worker:
         self.journal.snapshot = self._snapshot
         self._publish()
         self.peers.refresh(fresh=True)
-        loops = [
-            asyncio.create_task(c)
-            for c in (
-                self._receive_loop(),
-                self._status_loop(),
-                self._lease_loop(),
-                self.handoffs.watch(self._dispatch),
-            )
-        ]
+        loops = {
+            "inbox": self._receive_loop(),
+            "status": self._status_loop(),
+            "leases": self._lease_loop(),
+            "audit": self._audit_loop(),
+            "hand-off watcher": self.handoffs.watch(self._redispatch),
+        }
+        for name, coro in loops.items():
+            self.supervisor.start(coro, name)
+        main = asyncio.ensure_future(self._main(recovered))
         completed = False
         try:
-            self._resume(recovered)
-            await self._admit_all()
-            await self.origin_done.wait()
-            self._publish()
-            await self._wait_for_peers()
-            completed = True
+            ends: set[asyncio.Future[Any]] = {main, self.supervisor.fault}
+            await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+            completed = main.done() and not main.cancelled() and main.result()
         finally:
-            await self._shutdown(loops, completed)
+            if self.supervisor.fault.done():
+                self.fault = self.supervisor.fault.result()
+            main.cancel()
+            await asyncio.gather(main, return_exceptions=True)
+            await self._shutdown(completed)
         return completed
 
-    async def _shutdown(self, loops: list[asyncio.Task[Any]], completed: bool) -> None:
+    async def _main(self, recovered: Recovered) -> bool:
+        self._resume(recovered)
+        await self._admit_all()
+        await self.origin_done.wait()
+        self._publish()
+        await self._wait_for_peers()
+        return True
+
+    async def _shutdown(self, completed: bool) -> None:
         """Stop stepping, commit the journal and the output, leave the registry entry."""
-        jobs = [*loops, *self._tasks]
-        for job in jobs:
-            job.cancel()
-        await asyncio.gather(*jobs, return_exceptions=True)
-        await self.journal.close()
-        self.book.writer.close()
-        self.errors.close()
+        await self.supervisor.cancel_all()
+        try:
+            await self.journal.close()
+        except Exception as exc:  # a failing disk: what is on disk stays valid
+            log.error("journal could not be closed cleanly: %s", exc)
+            self.fault = self.fault or f"journal: {exc}"
+        with contextlib.suppress(OSError):
+            self.book.writer.close()
+            self.errors.close()
         self._publish(state="exited" if completed else "stopped")
         self._write_status()
         self.outbox.close()
@@ -179,10 +208,8 @@ class Worker:
                 return
             await asyncio.sleep(interval * random.uniform(0.8, 1.2))
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        job = asyncio.create_task(coro)
-        self._tasks.add(job)
-        job.add_done_callback(self._tasks.discard)
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str = "task") -> None:
+        self.supervisor.start(coro, name)
 
     # ------------------------------------------------------------- admission
 
@@ -221,34 +248,79 @@ class Worker:
             self.origin_done.set()
 
     async def _lease_loop(self) -> None:
-        """Re-issue tasks that have not come back within their lease (attempt + 1)."""
+        """Renew the leases of the tasks held here at their origins, and re-issue this
+        origin's tasks that nobody has reported moving within their lease."""
+        renewed_at = time.monotonic()
         while True:
             await asyncio.sleep(min(5.0, self.spec.lease / 4))
-            for expired in self.book.expired(self.spec.lease, time.time(), set(self.held)):
-                seed = task_seed(self.spec.seed, expired)
-                task = self.book.reissue(expired, seed, self.spec.name)
-                log.warning("lease expired: re-issuing %s as attempt %d", expired, task.attempt)
-                self._start(task)
+            if time.monotonic() - renewed_at >= self.spec.lease / 4:
+                renewed_at = time.monotonic()
+                await self._renew_leases()
+            for expired in self.book.expired(self.spec.lease, self.held):
+                self._reissue(expired)
+
+    def _reissue(self, task_id: str) -> None:
+        attempts = self.book.attempts(task_id)
+        if attempts >= self.spec.max_attempts:
+            reason = f"no attempt came back: gave up after {attempts} leases expired"
+            log.error("task %s: %s", task_id, reason)
+            self.book.give_up(task_id, self.spec.name, reason)
+            self._check_origin_done()
+            return
+        task = self.book.reissue(task_id, task_seed(self.spec.seed, task_id), self.spec.name)
+        log.warning("lease expired: re-issuing %s as attempt %d", task_id, task.attempt)
+        self._start(task)
+
+    async def _renew_leases(self) -> None:
+        """One CONTROL frame per origin listing the tasks that are moving here."""
+        by_origin: dict[str, list[tuple[str, int, int]]] = {}
+        for task in self.held.values():
+            if task.origin != self.spec.name:
+                by_origin.setdefault(task.origin, []).append((task.id, task.token, task.attempt))
+        for origin, leases in by_origin.items():
+            address = self.peers.address_of(origin)
+            if address is not None and await self.outbox.send(
+                address, encode_renew(self.spec.name, leases)
+            ):
+                self.renewed += len(leases)
+
+    async def _audit_loop(self) -> None:
+        """The liveness invariant: a held task nothing drives is logged and re-driven."""
+        while True:
+            await asyncio.sleep(AUDIT_INTERVAL)
+            for task in self.liveness.audit(self.held, self.handoffs.pending):
+                self._spawn(self._drive(task), f"drive {task.id}")
 
     # ------------------------------------------------------------- stepping
 
     async def _drive(self, task: Task) -> None:
         """Run ``task`` here for as long as this worker should, then dispatch it."""
+        with self.liveness.drive(task.id):
+            if await self._step_here(task):
+                await self._dispatch(task)
+
+    async def _step_here(self, task: Task) -> bool:
+        """Step ``task`` while this worker keeps it; False if it must not be dispatched
+        (a newer copy replaced it, or the worker is stopping on a fault)."""
         self.queued += 1
         async with self.slots:
             self.queued -= 1
             self.active += 1
             try:
-                while not task.finished and self._keeps(task.next):
+                while self._holds(task) and not task.finished and self._keeps(task.next):
                     await self._step(self.agents[task.next], task)
-            except asyncio.CancelledError:
-                raise
+            except FAULTS as exc:  # not the task's failure: it stays held, as journaled
+                self.supervisor.fail(f"{type(exc).__name__}: {exc}")
+                return False
             except Exception as exc:  # routing or bookkeeping bug: fail the task, keep it
                 log.exception("task %s failed outside its agent", task.id)
                 self._fail(task, f"{type(exc).__name__}: {exc}")
             finally:
                 self.active -= 1
-        await self._dispatch(task)
+        return self._holds(task)
+
+    def _holds(self, task: Task) -> bool:
+        return self.held.get(task.id) is task
 
     def _keeps(self, role: str) -> bool:
         return role in self.agents and (self.queued == 0 or not self.peers.hosts(role))
@@ -277,22 +349,37 @@ class Worker:
             else:
                 await self.handoffs.send(task, task.origin, FrameType.RETURN)
             return
-        deadline = time.monotonic() + PEER_WAIT
-        while True:
-            peer = self.peers.pick(task.next)
-            if peer is not None:
-                await self.handoffs.send(task, peer[0], FrameType.TASK)
-                self.stats.sent += 1
-                return
-            if task.next in self.agents:
-                self._spawn(self._drive(task))
-                return
-            if time.monotonic() > deadline:
-                self._fail(task, f"no live worker hosts role {task.next!r}")
-                await self._dispatch(task)
-                return
-            await asyncio.sleep(0.2)
-            self.peers.refresh(fresh=True)
+        if not self._holds(task):
+            return  # a newer copy replaced it here
+        peer = self.peers.pick(task.next)
+        if peer is None and task.next not in self.agents:
+            peer = await self._wait_for_role(task)
+        if peer is None:
+            self._spawn(self._drive(task), f"drive {task.id}")
+        elif self._holds(task):
+            await self.handoffs.send(task, peer[0], FrameType.TASK)
+            self.stats.sent += 1
+
+    async def _wait_for_role(self, task: Task) -> tuple[str, str] | None:
+        """Wait (as long as it takes: its workers may be requeued) for a live worker
+        hosting the task's next role; polls back off so waiting tasks cost little."""
+        role, poll = task.next, PEER_POLL[0]
+        self.waiting[role] = self.waiting.get(role, 0) + 1
+        try:
+            while self._holds(task):
+                await asyncio.sleep(poll * random.uniform(0.8, 1.2))
+                poll = min(poll * 2, PEER_POLL[1])
+                self.peers.refresh(fresh=True)
+                peer = self.peers.pick(role)
+                if peer is not None:
+                    return peer
+            return None
+        finally:
+            self.waiting[role] -= 1
+
+    def _redispatch(self, task: Task) -> None:
+        """A hand-off whose peer left: route it again, as a job of its own."""
+        self._spawn(self._drive(task), f"re-route {task.id}")
 
     def _complete(self, task: Task) -> None:
         self.book.complete(task)
@@ -314,41 +401,48 @@ class Worker:
                 self.stats.dropped_frames += 1
                 continue
             if kind is FrameType.TASK:
-                self._spawn(self._accept(*body))
+                self._spawn(self._accept(*body), "accept")
             elif kind is FrameType.RETURN:
-                self._spawn(self._accept_return(*body))
+                self._spawn(self._accept_return(*body), "accept return")
             elif kind is FrameType.ACK:
                 task = self.handoffs.acked(body)
                 if task is not None:
                     self._release(task)
-            else:
-                self.stats.dropped_frames += 1  # CONTROL: nothing uses it yet
+            elif body[1] is Control.RENEW:
+                for lease in body[2]:
+                    self.book.renew(*lease)
 
     async def _accept(self, sender: str, task: Task) -> None:
         """Take a hand-off: journal it, commit, then ACK (so it can never be lost)."""
-        key = (task.id, task.attempt, task.hop)
-        if key in self.seen:
+        key = key_of(task)
+        if key in self.seen or self._supersedes(task):
             self.stats.duplicates += 1
             await self.journal.commit()
             await self._ack(sender, key)
             return
         self.seen.add(key)
         self.stats.received += 1
-        self.held[task.id] = task
-        self.journal.append(task_record(task))
-        await self.journal.commit()
-        await self._ack(sender, key)
+        with self.liveness.drive(task.id):
+            self.held[task.id] = task
+            self.journal.append(task_record(task))
+            await self.journal.commit()
+            await self._ack(sender, key)
         await self._drive(task)
+
+    def _supersedes(self, task: Task) -> bool:
+        """Whether this worker already drives a later attempt of the same admission."""
+        mine = self.held.get(task.id)
+        return mine is not None and mine.token == task.token and mine.attempt > task.attempt
 
     async def _accept_return(self, sender: str, task: Task) -> None:
         """A finished task back at its origin: write it once, commit, then ACK."""
-        if task.origin == self.spec.name:
-            self.book.complete(task)
-            self._check_origin_done()
-        else:
+        if task.origin != self.spec.name:
             self.stats.dropped_frames += 1
+        elif self.book.complete(task):
+            self.held.pop(task.id, None)  # a later attempt driven here is now surplus
+            self._check_origin_done()
         await self.journal.commit()
-        await self._ack(sender, (task.id, task.attempt, task.hop))
+        await self._ack(sender, key_of(task))
 
     async def _ack(self, sender: str, key: Key) -> None:
         address = self.peers.address_of(sender)
@@ -407,6 +501,10 @@ class Worker:
             duplicates_written=book.duplicates,
             stale=book.stale,
             reissued=book.reissued,
+            renewed=self.renewed,
+            redriven=self.liveness.redriven,
+            waiting_for_role={r: n for r, n in self.waiting.items() if n},
+            fault=self.fault,
             pending_acks=len(self.handoffs.pending),
             resent=self.handoffs.resent,
             rerouted=self.handoffs.rerouted,

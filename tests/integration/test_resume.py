@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import (
     assert_complete,
     dialogue_config,
@@ -50,15 +51,25 @@ def _resume_until_done(run_dir: Path, *args: str, attempts: int = 4) -> None:
     raise AssertionError(f"resume did not finish the run: {proc.stderr}")
 
 
-def test_kill_workers_repeatedly_and_the_whole_run(tmp_path: Path) -> None:
+# every role on every worker, and roles split across groups (every step a hand-off)
+SPLIT = {
+    "talkers": {"count": 2, "roles": ["student", "teacher"]},
+    "judges": {"count": 2, "roles": ["extractor", "matcher"]},
+}
+
+
+@pytest.mark.parametrize("groups", [None, SPLIT], ids=["all-roles", "split-groups"])
+def test_kill_workers_repeatedly_and_the_whole_run(
+    tmp_path: Path, groups: dict[str, Any] | None
+) -> None:
     data = write_dataset(tmp_path / "mcq.jsonl", mcq_rows(50))
-    cfg = dialogue_config(tmp_path, data, 0.02)
+    workers: dict[str, Any] = {"count": 4, "groups": groups or {}}
+    cfg = dialogue_config(tmp_path, data, 0.02, workers=workers)
     run_dir = tmp_path / "run"
     launcher = start_run(
         cfg,
         run_dir,
         "dataset.trials=40",
-        "workers.count=4",
         "workers.window=60",
         "workers.restarts=20",
         "workers.ack_timeout=2",
@@ -82,6 +93,33 @@ def test_kill_workers_repeatedly_and_the_whole_run(tmp_path: Path) -> None:
     assert manifest["records"] == 2000 and manifest["state"] == "finished"
     restarted = [json.loads(p.read_text()) for p in (run_dir / "status").glob("*.json")]
     assert sum(s["replayed"] for s in restarted) > 0, "workers must have replayed journals"
+    if groups:
+        assert all(s["received"] > 0 for s in restarted), "every worker takes hand-offs"
+
+
+@pytest.mark.parametrize("groups", [None, SPLIT], ids=["all-roles", "split-groups"])
+def test_stop_and_resume_without_a_kill(tmp_path: Path, groups: dict[str, Any] | None) -> None:
+    """A plain `stop` then `resume`, twice: nothing stranded, every task written once."""
+    data = write_dataset(tmp_path / "mcq.jsonl", mcq_rows(50))
+    workers: dict[str, Any] = {"count": 4, "groups": groups or {}}
+    cfg = dialogue_config(tmp_path, data, 0.02, workers=workers)
+    run_dir = tmp_path / "run"
+    launcher = start_run(cfg, run_dir, "dataset.trials=20", "workers.window=50")
+    wait_for(lambda: done_count(run_dir) >= 150)
+    assert matrixhpc("stop", str(run_dir)).returncode == 0
+    launcher.communicate(timeout=120)
+    resumed = subprocess.Popen(
+        [sys.executable, "-m", "matrixhpc", "resume", str(run_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: done_count(run_dir) >= 500 or resumed.poll() is not None)
+    if resumed.poll() is None:
+        assert matrixhpc("stop", str(run_dir)).returncode == 0
+    resumed.communicate(timeout=120)
+    _resume_until_done(run_dir, attempts=1)
+    assert_complete(records(run_dir), 1000)
 
 
 def _engine_requests(run_dir: Path) -> int | None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from matrixhpc.runtime.registry import Registry
 from matrixhpc.runtime.transport import Inbox, Outbox
 from matrixhpc.task import Task
 
-Reroute = Callable[[Task], Awaitable[None]]
+Reroute = Callable[[Task], None]
 
 
 class Net:
@@ -31,7 +32,8 @@ class Net:
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
         self.ctx = zmq.asyncio.Context()
-        self.registry = Registry(tmp_path / "registry", scan_interval=60.0)
+        # fresh_floor=0: each test re-reads the registry right after changing it
+        self.registry = Registry(tmp_path / "registry", scan_interval=60.0, fresh_floor=0.0)
         self.inboxes: list[Inbox] = []
         self.outboxes: list[Outbox] = []
         self.journals: list[Journal] = []
@@ -103,7 +105,7 @@ def _task(task_id: str = "t1", hop: int = 3, origin: str = "w0") -> Task:
     return Task(id=task_id, seed=1, row={"q": "¿?"}, origin=origin, next="b", hop=hop, token=77)
 
 
-async def _never(task: Task) -> None:
+def _never(task: Task) -> None:
     raise AssertionError(f"unexpected re-route of {task.id}")
 
 
@@ -122,7 +124,7 @@ async def test_send_journals_sent_and_delivers(net: Net, kind: FrameType) -> Non
     assert got_kind is kind and sender == "w0" and got == task
     pending = h.pending["t1"]
     assert (pending.key, pending.peer, pending.kind, pending.task) == (
-        ("t1", 0, 3),
+        ("t1", 77, 0, 3),
         "w1",
         kind,
         task,
@@ -138,15 +140,15 @@ async def test_ack_with_the_right_key_releases(net: Net) -> None:
     task = _task()
     await h.send(task, "w1", FrameType.TASK)
     await _recv(peer)
-    for wrong in [("t1", 0, 2), ("t1", 1, 3), ("t2", 0, 3)]:
+    for wrong in [("t1", 77, 0, 2), ("t1", 77, 1, 3), ("t2", 77, 0, 3), ("t1", 78, 0, 3)]:
         assert h.acked(wrong) is None
     assert set(h.pending) == {"t1"}
-    assert h.acked(("t1", 0, 3)) is task
+    assert h.acked(("t1", 77, 0, 3)) is task
     assert h.pending == {}
-    assert h.acked(("t1", 0, 3)) is None  # a second ACK is a stray
+    assert h.acked(("t1", 77, 0, 3)) is None  # a second ACK is a stray
     assert await net.journaled(h, 2) == [
         [SENT, "t1", 0, 3, "w1", 1],
-        [ACKED, "t1", 0, 3],
+        [ACKED, "t1", 77, 0, 3],
     ]
 
 
@@ -158,7 +160,7 @@ async def test_an_acked_hand_off_is_not_resent(net: Net) -> None:
     net.watch(h, _never)
     await h.send(_task(), "w1", FrameType.TASK)
     await _recv(peer)
-    assert h.acked(("t1", 0, 3)) is not None
+    assert h.acked(("t1", 77, 0, 3)) is not None
     assert await _quiet(peer, 700)  # > 3 ack timeouts
     assert h.resent == 0
 
@@ -184,13 +186,13 @@ async def test_no_ack_resends_to_the_peers_current_address(net: Net) -> None:
     assert kind is FrameType.TASK and sender == "w0" and got == task
     assert h.resent >= 1 and "t1" in h.pending  # still held until ACKed
     assert await _quiet(old, 200)  # the old address gets nothing more
-    assert h.acked(("t1", 0, 3)) is task
+    assert h.acked(("t1", 77, 0, 3)) is task
     resent = h.resent
     await asyncio.sleep(0.7)
     assert h.resent == resent
     records = await net.journaled(h, 2)
     assert records[0] == [SENT, "t1", 0, 3, "w1", 1]
-    assert records[-1] == [ACKED, "t1", 0, 3]
+    assert records[-1] == [ACKED, "t1", 77, 0, 3]
     assert [r[0] for r in records].count(SENT) == 1  # a resend is not a new hand-off
 
 
@@ -212,7 +214,7 @@ async def test_a_task_whose_peer_left_is_rerouted(net: Net, how: str) -> None:
     h.peers.refresh(fresh=True)
     assert h.peers.address_of("w1") is None
     rerouted: asyncio.Queue[Task] = asyncio.Queue()
-    net.watch(h, rerouted.put)
+    net.watch(h, rerouted.put_nowait)
     got = await asyncio.wait_for(rerouted.get(), 5)
     assert got is task
     assert h.rerouted == 1 and h.resent == 0
@@ -232,7 +234,7 @@ async def test_a_return_whose_origin_is_absent_is_kept(net: Net) -> None:
     h.peers.refresh(fresh=True)
     calls: list[Task] = []
 
-    async def reroute(t: Task) -> None:
+    def reroute(t: Task) -> None:
         calls.append(t)
 
     net.watch(h, reroute)
@@ -255,7 +257,7 @@ async def test_send_to_an_unknown_peer_is_retried_within_about_a_second(net: Net
     await h.send(task, "w5", FrameType.TASK)  # nobody of that name (yet)
     assert "t1" in h.pending
     rerouted: asyncio.Queue[Task] = asyncio.Queue()
-    net.watch(h, rerouted.put)
+    net.watch(h, rerouted.put_nowait)
     assert await asyncio.wait_for(rerouted.get(), 5) is task
     assert time.monotonic() - start < 3.0  # not after the 10 s ACK timeout
 
@@ -276,12 +278,73 @@ async def test_adopt_resends_recovered_hand_offs(net: Net, kind: FrameType) -> N
     state.pending["t1"].sent_at = time.monotonic()  # as if just sent: adopt must reset it
     h = net.handoffs("w0", ack_timeout=2.0)
     h.adopt(state.pending)
-    assert h.pending["t1"].sent_at == 0.0
+    assert h.pending["t1"].sent_at <= time.monotonic() - 2.0  # due at once
     start = time.monotonic()
     net.watch(h, _never)
     got_kind, (sender, got) = await _recv(peer)
     assert time.monotonic() - start < 1.5  # at the watcher's first pass, not after 2 s
     assert got_kind is kind and sender == "w0" and got == task
     assert h.resent == 1
-    assert h.acked(("t1", 0, 4)) is state.held["t1"]
+    assert h.acked(("t1", 77, 0, 4)) is state.held["t1"]
     assert h.pending == {}
+
+
+# ------------------------------------------------------------- the watcher never stops
+
+
+class CountingOutbox(Outbox):
+    """A real outbox that counts the sends it is asked for."""
+
+    sends: list[str]
+
+    async def send(self, address: str, frame: bytes, wait: float = 0.3) -> bool:
+        self.sends.append(address)
+        return await super().send(address, frame, wait)
+
+
+def _dead_address() -> str:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.mark.asyncio
+async def test_an_ack_during_a_sweep_does_not_kill_the_watcher(net: Net) -> None:
+    """A sweep awaits a send to a dead address; meanwhile the ACK of another overdue
+    hand-off (whose peer has left) arrives. The sweep must skip it, not crash."""
+    net.register("dead", _dead_address())
+    net.register("gone", net.inbox().address)
+    h = net.handoffs("w0", ack_timeout=0.2)
+    slow, acked = _task("t1"), _task("t2")
+    await h.send(slow, "dead", FrameType.TASK)
+    await h.send(acked, "gone", FrameType.TASK)
+    net.registry.deregister(KIND, "gone")
+    h.peers.refresh(fresh=True)
+    for p in h.pending.values():
+        p.sent_at -= 1.0  # both overdue
+    rerouted: list[Task] = []
+    sweep = asyncio.create_task(h.sweep(rerouted.append))
+    await asyncio.sleep(0.05)  # the sweep is now waiting on the dead address
+    assert h.acked(("t2", 77, 0, 3)) is acked
+    await asyncio.wait_for(sweep, 10)  # no KeyError
+    assert rerouted == [] and set(h.pending) == {"t1"}
+
+
+@pytest.mark.asyncio
+async def test_a_dead_address_costs_one_send_per_sweep(net: Net) -> None:
+    address = _dead_address()
+    net.register("dead", address)
+    h = net.handoffs("w0", ack_timeout=0.2)
+    outbox = CountingOutbox(net.ctx)
+    outbox.sends = []
+    net.outboxes.append(outbox)
+    h.outbox = outbox
+    for i in range(5):
+        await h.send(_task(f"t{i}"), "dead", FrameType.TASK)
+    assert outbox.sends == [address] * 5  # each first send is tried
+    for p in h.pending.values():
+        p.sent_at -= 1.0
+    outbox.sends.clear()
+    await asyncio.wait_for(h.sweep(_never), 10)
+    assert outbox.sends == [address]  # not five bounded waits in a row
+    assert len(h.pending) == 5 and h.resent == 1

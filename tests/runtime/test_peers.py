@@ -27,7 +27,7 @@ def _worker(reg: Registry, name: str, roles: list[str], **kw: Any) -> None:
 
 
 def _dir(tmp_path: Path, me: str = "w0") -> tuple[Registry, PeerDirectory]:
-    reg = Registry(tmp_path / "registry", scan_interval=60.0)
+    reg = Registry(tmp_path / "registry", scan_interval=60.0, fresh_floor=0.0)
     return reg, PeerDirectory(reg, me)
 
 

@@ -58,7 +58,7 @@ def test_record_layouts() -> None:
     assert admit_record(task, 5.5) == [ADMIT, "t1", 99, 1, {"q": "?"}, 5.5]
     assert task_record(task) == [TASK, task_to_wire(task)]
     assert _sent(task, "w4", FrameType.RETURN) == [SENT, "t1", 1, 3, "w4", int(FrameType.RETURN)]
-    assert acked_record(("t1", 1, 3)) == [ACKED, "t1", 1, 3]
+    assert acked_record(("t1", 99, 1, 3)) == [ACKED, "t1", 99, 1, 3]
     assert done_record("t1") == [DONE, "t1"]
     assert len({ADMIT, TASK, STEP, SENT, ACKED, DONE}) == 6
 
@@ -114,7 +114,7 @@ def test_task_and_step_deltas_rebuild_the_task() -> None:
         4.0,
     )
     assert got.state == {"answer": "B"}
-    assert state.seen == {("t1", 0, 0)}
+    assert state.seen == {("t1", 99, 0, 0)}
 
 
 @pytest.mark.parametrize("stale_hop", [1, 2])
@@ -138,7 +138,7 @@ def test_a_step_for_a_task_not_held_is_ignored() -> None:
 
 def test_sent_then_acked_releases_the_task() -> None:
     task = _task(hop=4)
-    records = [task_record(task), _sent(task), acked_record(("t1", 0, 4))]
+    records = [task_record(task), _sent(task), acked_record(("t1", 99, 0, 4))]
     state = recover(_through_journal(records))
     assert state.pending == {} and state.held == {}
     assert state.skipped == 0
@@ -150,7 +150,7 @@ def test_sent_without_ack_stays_pending() -> None:
     pending = state.pending["t1"]
     assert pending.task is state.held["t1"]  # one object: held and awaiting its ACK
     assert pending.task == task
-    assert (pending.peer, pending.kind, pending.key) == ("w7", FrameType.RETURN, ("t1", 2, 4))
+    assert (pending.peer, pending.kind, pending.key) == ("w7", FrameType.RETURN, ("t1", 99, 2, 4))
 
 
 def test_sent_after_steps_matches_the_stepped_hop() -> None:
@@ -159,15 +159,15 @@ def test_sent_after_steps_matches_the_stepped_hop() -> None:
     records.append(_stepped(task, {"role": "a"}, hop=1, next="b"))
     records.append(_sent(task))  # handed off after the step: hop 1
     state = recover(records)
-    assert state.pending["t1"].key == ("t1", 0, 1)
+    assert state.pending["t1"].key == ("t1", 99, 0, 1)
 
 
 @pytest.mark.parametrize(
     "ack",
-    [("t1", 0, 3), ("t1", 1, 4), ("t2", 0, 4)],
-    ids=["old-hop", "other-attempt", "other-id"],
+    [("t1", 99, 0, 3), ("t1", 99, 1, 4), ("t2", 99, 0, 4), ("t1", 98, 0, 4)],
+    ids=["old-hop", "other-attempt", "other-id", "other-admission"],
 )
-def test_an_ack_for_another_hand_off_releases_nothing(ack: tuple[str, int, int]) -> None:
+def test_an_ack_for_another_hand_off_releases_nothing(ack: tuple[str, int, int, int]) -> None:
     task = _task(hop=4)
     state = recover([task_record(task), _sent(task), acked_record(ack)])
     assert set(state.pending) == {"t1"} and set(state.held) == {"t1"}
@@ -188,7 +188,7 @@ def test_a_later_task_replaces_the_held_copy_and_clears_pending() -> None:
     state = recover(_through_journal(records))
     assert state.pending == {}
     assert state.held["t1"] == again
-    assert state.seen == {("t1", 0, 2), ("t1", 0, 6)}
+    assert state.seen == {("t1", 99, 0, 2), ("t1", 99, 0, 6)}
 
 
 def test_done_clears_admitted_held_and_pending() -> None:
@@ -224,8 +224,8 @@ MALFORMED: list[Any] = [
     [STEP, "t1", "hop?", None, {}, "x", "running", None, 0.0],
     [SENT, "t1", 0, 0, "w2", "kind?"],
     [SENT, "t1"],
-    [ACKED, "t1", 0],
-    [ACKED, ["t1"], 0, 0],
+    [ACKED, "t1", 0, 0],
+    [ACKED, ["t1"], 99, 0, 0],
     [DONE],
     [DONE, {"not": "hashable"}],
 ]
@@ -259,7 +259,7 @@ def test_snapshot_reproduces_the_state() -> None:
         _sent(b, "w5", FrameType.RETURN),
         task_record(c),
         _sent(c, "w6"),
-        acked_record(("c", 0, 1)),
+        acked_record(("c", 99, 0, 1)),
         admit_record(_task("gone"), 3.0),
         done_record("gone"),
     ]
@@ -277,7 +277,7 @@ def test_snapshot_reproduces_the_state() -> None:
     }
     assert again.pending["b"].task is again.held["b"]
     # a snapshot followed by the records written after it still applies them
-    later = recover(_through_journal([*snap, acked_record(("b", 1, 5))]))
+    later = recover(_through_journal([*snap, acked_record(("b", 99, 1, 5))]))
     assert later.pending == {} and set(later.held) == {"a"}
 
 

@@ -120,13 +120,37 @@ def test_old_heartbeat_written_by_someone_else_is_dead(tmp_path: Path) -> None:
 
 
 def test_cached_scan_hides_new_files_until_the_interval_passes(tmp_path: Path) -> None:
-    reg = _reg(tmp_path, scan_interval=0.4)
+    now = [1000.0]
+    reg = Registry(tmp_path / "registry", scan_interval=60.0, clock=lambda: now[0])
     reg.register("workers", "w0", {})
     assert set(reg.entries("workers")) == {"w0"}
     other = _reg(tmp_path)  # another process writes a new entry
     other.register("workers", "w1", {})
     assert set(reg.entries("workers")) == {"w0"}  # served from the cached scan
+    now[0] += 1.0
     assert set(reg.entries("workers", fresh=True)) == {"w0", "w1"}
+
+
+def test_fresh_scans_share_one_listing_per_floor(tmp_path: Path) -> None:
+    """Many waiting tasks each asking for a fresh view cost one scan per floor, not one
+    each (a metadata storm on Lustre)."""
+    now = [1000.0]
+    reg = Registry(tmp_path / "registry", scan_interval=60.0, clock=lambda: now[0])
+    assert reg.fresh_floor == 1.0
+    reg.register("workers", "w0", {})
+    scans = 0
+    real_scan = reg._scan
+
+    def counting(kind: str, at: float) -> dict[str, dict[str, object]]:
+        nonlocal scans
+        scans += 1
+        return real_scan(kind, at)
+
+    reg._scan = counting  # type: ignore[method-assign]
+    for _ in range(100):
+        reg.entries("workers", fresh=True)
+        now[0] += 0.05  # 100 callers over 5 s
+    assert scans == 5
 
 
 def test_cached_scan_refreshes_after_the_interval(tmp_path: Path) -> None:

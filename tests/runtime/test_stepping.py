@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from matrixhpc.agents.base import Agent, AgentContext
+from matrixhpc.errors import ResourceUnavailable
 from matrixhpc.routing import SequentialRouter
 from matrixhpc.runtime.stats import WorkerStats
 from matrixhpc.runtime.stepping import advance, run_step
@@ -33,3 +34,18 @@ async def test_a_step_records_its_turn_and_a_failure_fails_the_task(boom: bool) 
     assert task.next == END and task.finished
     assert task.status == ("failed" if boom else "ok")
     assert (task.error is not None) == boom and (not boom or "agent broke" in str(task.error))
+
+
+class Unavailable(Agent):
+    async def __call__(self, task: Task, ctx: AgentContext) -> Turn | None:
+        raise ResourceUnavailable("service 'llm': no live replica for 3600 s")
+
+
+@pytest.mark.asyncio
+async def test_an_outage_is_raised_with_the_task_untouched() -> None:
+    task = Task(id="r0-t0", seed=1, row={}, origin="w0", next="a", hop=4)
+    stats = WorkerStats()
+    ctx = AgentContext(llm=None, worker="w0")  # type: ignore[arg-type]
+    with pytest.raises(ResourceUnavailable, match="no live replica"):
+        await run_step(Unavailable("a"), task, ctx, stats, "w0")
+    assert (task.hop, task.history, task.status, stats.step_errors) == (4, [], "running", 0)
