@@ -89,6 +89,7 @@ def client_policies(cfg: RunConfig) -> dict[str, ClientPolicy]:
             max_retries=svc.max_retries,
             sticky=svc.sticky,
             queue_metrics=svc.queue_metrics,
+            wait_for_replica=svc.replica_wait,
         )
         for name, svc in cfg.services.items()
     }
@@ -116,6 +117,7 @@ def worker_spec(cfg: RunConfig, run_dir: Path, index: int) -> WorkerSpec:
         commit_interval=cfg.workers.commit_interval,
         segment_bytes=cfg.workers.journal_segment_mb * 2**20,
         lease=cfg.workers.lease,
+        max_attempts=cfg.workers.max_attempts,
         ack_timeout=cfg.workers.ack_timeout,
         encrypt=cfg.workers.encrypt,
     )

@@ -9,17 +9,18 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
 from matrixhpc.config import ConfigError, RunConfig, load_config
-from matrixhpc.data.readers import DatasetError, expand_paths
+from matrixhpc.data.readers import DatasetError, check_dataset
 from matrixhpc.rundir import RunDir, default_run_dir
 
 EXIT_RESUMABLE = 75
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     click.echo(f"matrixhpc: {message}", err=True)
     sys.exit(code)
 
@@ -30,7 +31,7 @@ def _load(config: Path, overrides: list[str], engine: str | None) -> RunConfig:
             services = load_config(config).services
             overrides = [f"services.{s}.engine={engine}" for s in services] + list(overrides)
         cfg = load_config(config, overrides)
-        expand_paths(cfg.dataset.path)
+        check_dataset(cfg.dataset.path, cfg.dataset.limit)
     except (ConfigError, DatasetError) as exc:
         _fail(str(exc))
     return cfg
@@ -165,7 +166,7 @@ def _echo_jobs(run_dir: Path) -> None:
 @click.option("--timeout", default=20.0, help="Seconds before SIGKILL.")
 def stop(run_dir: Path, timeout: float) -> None:
     """Stop every process or Slurm job the run started (the run stays resumable)."""
-    from matrixhpc.launch.process import stop_pids
+    from matrixhpc.launch.process import read_recorded, stop_recorded
     from matrixhpc.runtime.registry import read_json
 
     rd = RunDir(run_dir)
@@ -177,38 +178,49 @@ def stop(run_dir: Path, timeout: float) -> None:
         launcher.cancel()
         click.echo(f"cancelled {len(launcher.job_ids())} job(s) of {run_dir}")
         return
-    pids = read_json(rd.pids) or {}
-    targets = [pids["launcher"]] if pids.get("launcher") else []
-    targets += [c["pid"] for c in pids.get("children", [])]
-    count = stop_pids(targets, timeout)
+    # only processes still ours: same host, same start time (a PID may have been reused)
+    count, notes = stop_recorded(read_recorded(read_json(rd.pids) or {}), timeout)
+    for note in notes:
+        click.echo(note, err=True)
     click.echo(f"stopped {count} process(es) of {run_dir}")
 
 
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("overrides", nargs=-1)
-@click.option("--force", is_flag=True, help="Resume even if the input or config changed.")
-def resume(run_dir: Path, overrides: tuple[str, ...], force: bool) -> None:
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Resume even if the input or config changed, or the run was launched on another host.",
+)
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="Run the tasks recorded failed again (their records move to output/_retired-*.jsonl).",
+)
+def resume(run_dir: Path, overrides: tuple[str, ...], force: bool, retry_failed: bool) -> None:
     """Restart whatever is not running and finish the run in RUN_DIR.
 
     Finished tasks are kept (never rewritten); tasks in flight continue from their
     last journaled step. KEY=VALUE overrides change the config (needs --force).
+    With --retry-failed (also after the run finished), every task recorded failed
+    runs again and each id still ends with exactly one final record.
     """
     from matrixhpc.data.fingerprint import input_fingerprint
     from matrixhpc.launch.local import resume_local
-    from matrixhpc.launch.process import pid_alive
     from matrixhpc.runtime.registry import read_json
 
     rd = RunDir(run_dir)
     run = read_json(rd.root / "run.json") or {}
     if not run:
         _fail(f"{run_dir} is not a run directory (no run.json)")
-    if run.get("state") == "finished":
+    if run.get("state") == "finished" and not retry_failed:
         click.echo(f"{run_dir}: the run has finished; nothing to resume")
         return
-    if run.get("launcher_pid") and pid_alive(int(run["launcher_pid"])):
-        _fail(f"{run_dir} is running (launcher pid {run['launcher_pid']}); stop it first")
+    _check_not_running(run_dir, run, force)
     cfg = _load(rd.config, list(overrides), None)
+    if retry_failed:
+        _retire_failed(rd, cfg.workers.count)
     changes = []
     if cfg.fingerprint() != run.get("config_hash"):
         changes.append("the config")
@@ -235,13 +247,49 @@ def resume(run_dir: Path, overrides: tuple[str, ...], force: bool) -> None:
     sys.exit(resume_local(rd, cfg))
 
 
+def _retire_failed(rd: RunDir, workers: int) -> None:
+    """Move every failed record out of the shards, so that resume admits those tasks again."""
+    from matrixhpc.data.retire import RetireError, retire_failed
+    from matrixhpc.launch.completion import worker_name
+
+    try:
+        count = sum(len(retire_failed(rd.output, worker_name(i))) for i in range(workers))
+    except (RetireError, OSError) as exc:
+        _fail(f"cannot retire the failed records: {exc}")
+    click.echo(f"retrying {count} failed task(s); their old records: {rd.output}/_retired-*.jsonl")
+
+
+def _check_not_running(run_dir: Path, run: dict[str, object], force: bool) -> None:
+    """Refuse to resume a run whose launcher still runs: checked by host, PID and start
+    time, so a reused PID is not mistaken for it; another host's cannot be checked."""
+    import socket
+
+    from matrixhpc.launch.process import Recorded, pid_alive
+
+    pid = run.get("launcher_pid")
+    if not isinstance(pid, int) or run.get("launcher") == "slurm":
+        return
+    host, start = run.get("launcher_host"), run.get("launcher_start")
+    if not isinstance(start, int):  # recorded before start times were: the PID is all there is
+        if pid_alive(pid):
+            _fail(f"{run_dir} is running (launcher pid {pid}); stop it first")
+        return
+    if Recorded("launcher", pid, str(host) if host else None, start).mismatch() is None:
+        _fail(f"{run_dir} is running (launcher pid {pid}); stop it first")
+    if host and host != socket.gethostname() and not force:
+        _fail(
+            f"{run_dir} was launched on host {host} (launcher pid {pid}), which cannot be "
+            f"checked from here: resume it on {host}, or use --force if that host is down"
+        )
+
+
 @main.command()
 @click.option("--run-dir", required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--index", required=True, type=int, help="This worker's index (array task id).")
 def worker(run_dir: Path, index: int) -> None:
     """Run one worker of a run (started by the launchers)."""
     from matrixhpc.build import run_worker
-    from matrixhpc.llm.serve import run_until_signal
+    from matrixhpc.lifecycle import run_until_signal
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     _event_loop_policy()

@@ -11,14 +11,10 @@ from typing import Any
 import click
 
 from matrixhpc.launch.completion import wait_run_finished
+from matrixhpc.lifecycle import run_until_signal
 from matrixhpc.llm.engines.commands import EngineUnavailable
-from matrixhpc.llm.serve import (
-    ReplicaSpec,
-    run_until_signal,
-    serve_engine,
-    serve_external,
-    serve_simulated,
-)
+from matrixhpc.llm.engines.simulated.profiles import DEFAULT_PROFILE, PROFILES
+from matrixhpc.llm.serve import ReplicaSpec, serve_engine, serve_external, serve_simulated
 from matrixhpc.rundir import RunDir
 
 
@@ -75,7 +71,12 @@ def serve() -> None:
 
 @serve.command()
 @_common
-@click.option("--profile", default=None, help="Latency profile (default h100-llama3.1-8b).")
+@click.option(
+    "--profile",
+    type=click.Choice(sorted(PROFILES)),
+    default=None,
+    help=f"Latency profile (default {DEFAULT_PROFILE}).",
+)
 @click.option("--time-scale", type=float, default=None, help="0.01 runs 100x faster.")
 def simulated(
     run_dir: Path | None,
@@ -91,7 +92,7 @@ def simulated(
     spec, svc = _spec(run_dir, service, replica, host, port, model)
     sim = svc.get("simulated") or {}
     assert isinstance(sim, dict)
-    profile = profile or sim.get("profile", "h100-llama3.1-8b")
+    profile = profile or sim.get("profile", DEFAULT_PROFILE)
     scale = time_scale if time_scale is not None else float(sim.get("time_scale", 1.0))
     asyncio.run(run_until_signal(serve_simulated(spec, str(profile), scale, _finished(run_dir))))
 

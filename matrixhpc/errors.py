@@ -1,6 +1,6 @@
 """Exceptions shared across layers; this module imports nothing of ours.
 
-They live at the bottom so that a lower layer (the LLM client, the journal) can raise
+They live at the bottom so that a lower layer (the LLM client, a sandbox pool) can raise
 what an upper layer (the worker) must tell apart from an ordinary step failure,
 without either importing the other.
 """
@@ -13,7 +13,3 @@ class ResourceUnavailable(Exception):
     longer than configured. The step did not happen and the task is intact: the worker
     stops resumably and says why, instead of recording the task as failed."""
 
-
-class StorageFailure(OSError):
-    """Durable storage (the journal, an output shard) can no longer be written: the
-    worker stops resumably, naming the path, rather than hang or lose data."""

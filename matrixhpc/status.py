@@ -101,6 +101,14 @@ def _merge_clients(workers: list[dict[str, Any]]) -> dict[str, dict[str, dict[st
     return merged
 
 
+def journal_error(worker: dict[str, Any]) -> str | None:
+    """The journal failure a worker reported (``journal.error`` in its status file): the
+    path and the reason, e.g. a full disk. None when its journal is healthy."""
+    journal = worker.get("journal")
+    error = journal.get("error") if isinstance(journal, dict) else None
+    return str(error) if error else None
+
+
 def _fmt_eta(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -129,6 +137,11 @@ def render(status: RunStatus) -> str:
             f"{w.get('failed', 0):>5} {w.get('in_flight', 0):>5} {w.get('active', 0):>5} "
             f"{w.get('queued', 0):>5} {w.get('steps', 0):>7} {w.get('tokens_per_s', 0):>7.0f}"
         )
+    lines += [
+        f"journal error on {w.get('worker', '?')}: {error}"
+        for w in status.workers
+        if (error := journal_error(w)) is not None
+    ]
     lines += [
         "",
         f"{'role':12} {'steps':>8} {'tok in':>10} {'tok out':>10} {'avg s':>7} {'errors':>6}",

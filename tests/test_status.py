@@ -46,3 +46,15 @@ def test_workers_and_their_clients_are_merged(tmp_path: Path) -> None:
     text = render(status)
     assert "tasks 40/100" in text
     assert any(line.split()[:3] == ["r0", "9", "1"] for line in text.splitlines())
+
+
+def test_a_failing_journal_is_named(tmp_path: Path) -> None:
+    (tmp_path / "status").mkdir()
+    error = "[Errno 28] No space left on device: '/scratch/run/journal/w001/seg-3.log'"
+    for name, journal in (("w000", {"records": 5}), ("w001", {"records": 5, "error": error})):
+        worker = {**_worker(name, 1, {}), "journal": journal}
+        (tmp_path / "status" / f"{name}.json").write_text(json.dumps(worker))
+    lines = render(read_status(tmp_path)).splitlines()
+    assert [line for line in lines if "journal error" in line] == [
+        f"journal error on w001: {error}"
+    ]

@@ -46,18 +46,7 @@ def cross_problems(cfg: RunConfig) -> Problems:
 
 def _role_problems(cfg: RunConfig, name: str, role: RoleConfig) -> list[tuple[str, str]]:
     key = f"roles.{name}"
-    out: list[tuple[str, str]] = []
-    if role.kind == "llm":
-        if role.service is None:
-            out.append((f"{key}.service", "an llm role needs a service"))
-        elif role.service not in cfg.services:
-            out.append((f"{key}.service", f"no service named {role.service!r}"))
-        if role.prompt is None and not role.dialogue:
-            out.append((f"{key}.prompt", "an llm role needs a prompt or a dialogue"))
-        for field in ("system", "prompt"):
-            bad = _template_problem(getattr(role, field))
-            if bad:
-                out.append((f"{key}.{field}", bad))
+    out = _llm_role_problems(cfg, key, role) if role.kind == "llm" else []
     if role.kind == "python" and not role.function:
         out.append((f"{key}.function", "a python role needs function: 'module:function'"))
     if role.kind == "custom" and not role.class_:
@@ -65,6 +54,22 @@ def _role_problems(cfg: RunConfig, name: str, role: RoleConfig) -> list[tuple[st
     for other in role.dialogue:
         if other not in cfg.roles:
             out.append((f"{key}.dialogue", f"no role named {other!r}"))
+    return out
+
+
+def _llm_role_problems(cfg: RunConfig, key: str, role: RoleConfig) -> Problems:
+    """An llm role needs an existing service, something to say, and templates that compile."""
+    out: Problems = []
+    if role.service is None:
+        out.append((f"{key}.service", "an llm role needs a service"))
+    elif role.service not in cfg.services:
+        out.append((f"{key}.service", f"no service named {role.service!r}"))
+    if role.prompt is None and not role.dialogue:
+        out.append((f"{key}.prompt", "an llm role needs a prompt or a dialogue"))
+    for field in ("system", "prompt"):
+        bad = _template_problem(getattr(role, field))
+        if bad:
+            out.append((f"{key}.{field}", bad))
     return out
 
 

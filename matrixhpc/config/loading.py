@@ -1,13 +1,14 @@
 """Loading a config: YAML, ``KEY=VALUE`` overrides, and validation errors people can act on.
 
 pydantic's errors are rewritten as (dotted key, reason) pairs; an unknown key
-gets the closest known key as a suggestion ("did you mean 'window'?").
+gets the closest known key as a suggestion ("did you mean 'window'?"), and a
+rejected value is quoted back as the user wrote it ("(got true)", "(got .inf)").
 """
 
 from __future__ import annotations
 
 import copy
-import difflib
+import math
 import types
 import typing
 from pathlib import Path
@@ -15,7 +16,9 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
+from .bounds import did_you_mean
 from .errors import ConfigError
 from .schema import RunConfig
 
@@ -87,24 +90,44 @@ def validate(data: dict[str, Any]) -> RunConfig:
 
 
 def _pydantic_problems(exc: ValidationError) -> list[tuple[str, str]]:
-    problems = []
+    problems: list[tuple[str, str]] = []
     for err in exc.errors():
         ctx_error = (err.get("ctx") or {}).get("error")
         if isinstance(ctx_error, ConfigError):
             problems += ctx_error.problems
             continue
         loc = [str(p) for p in err["loc"] if not _is_union_tag(str(p))]
-        reason = err["msg"]
-        if err["type"] == "extra_forbidden":
-            reason = "unknown key" + _suggest(loc)
-        problems.append((".".join(loc) or "(top)", reason))
-    return _drop_shadowed(problems)
+        problems.append((".".join(loc) or "(top)", _reason(err, loc)))
+    return _merge_branches(_drop_shadowed(problems))
+
+
+def _reason(err: ErrorDetails, loc: list[str]) -> str:
+    """pydantic's message, made actionable: a suggestion, the offending value."""
+    if err["type"] == "extra_forbidden":
+        return "unknown key" + _suggest(loc)
+    ctx_error = (err.get("ctx") or {}).get("error")
+    if err["type"] == "value_error" and ctx_error is not None:
+        return str(ctx_error)  # our own validators' words, without "Value error, "
+    shown = _shown(err.get("input"))
+    return f"{err['msg']} (got {shown})" if shown else err["msg"]
+
+
+def _shown(value: Any) -> str:
+    """A scalar the user wrote, spelled as in YAML (``true``, ``.inf``); '' otherwise."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"inf": ".inf", "-inf": "-.inf"}.get(str(value), ".nan")
+    if isinstance(value, int | float | str):
+        text = repr(value) if isinstance(value, str) else str(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+    return ""
 
 
 def _is_union_tag(part: str) -> bool:
     """pydantic names the branch of a union in ``loc`` ("str", "list[EdgeConfig]")."""
     return part in ("str", "int", "float", "bool") or part.startswith(
-        ("function-", "list[", "dict[")
+        ("function-", "list[", "dict[", "constrained-")
     )
 
 
@@ -114,10 +137,18 @@ def _drop_shadowed(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(k, r) for k, r in problems if not any(o != k and o.startswith(k + ".") for o in keys)]
 
 
+def _merge_branches(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Branches of one union that fail at the same key: one line, "a; or b"."""
+    merged: dict[str, list[str]] = {}
+    for key, reason in problems:
+        reasons = merged.setdefault(key, [])
+        if reason not in reasons:
+            reasons.append(reason)
+    return [(key, "; or ".join(reasons)) for key, reasons in merged.items()]
+
+
 def _suggest(loc: list[str]) -> str:
-    known = _known_keys(loc[:-1])
-    close = difflib.get_close_matches(loc[-1], known, n=1) if loc else []
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return did_you_mean(loc[-1], _known_keys(loc[:-1])) if loc else ""
 
 
 def _known_keys(parent: list[str]) -> list[str]:

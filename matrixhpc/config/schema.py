@@ -1,14 +1,17 @@
 """The run configuration's schema: every section, its keys, defaults and bounds.
 
 ``extra="forbid"`` everywhere: a misspelled key must be an error, not a silent
-fall back to the default. Checks that span sections live in :mod:`.checks`.
+fall back to the default. Counts are strict integers inside a stated range and
+durations finite seconds (:mod:`.bounds`): ``workers.count: true`` or ``.inf``
+seconds are errors here, not surprises after launch. Checks that span sections
+live in :mod:`.checks`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -18,10 +21,15 @@ from pydantic import (
     model_validator,
 )
 
+from matrixhpc.llm.engines.simulated.profiles import DEFAULT_PROFILE, PROFILES
+
+from .bounds import INT64_MAX, INT64_MIN, duration, integer, unknown_name
 from .checks import cross_problems
 from .errors import ConfigError
 
 Engine = Literal["simulated", "llamacpp", "vllm", "external"]
+#: a Slurm time limit given as whole minutes
+Minutes = Annotated[int, Field(strict=True, ge=1, le=10**7)]
 
 
 class Strict(BaseModel):
@@ -29,22 +37,43 @@ class Strict(BaseModel):
 
 
 class SimulatedConfig(Strict):
-    profile: str = "h100-llama3.1-8b"
-    time_scale: float = Field(1.0, ge=0)
+    profile: str = Field(DEFAULT_PROFILE, description="a name from the simulated PROFILES")
+    time_scale: float = Field(
+        1.0,
+        strict=True,
+        allow_inf_nan=False,
+        ge=0,
+        le=1e6,
+        description="multiplies every simulated duration; 0 answers at once (0..1e6)",
+    )
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, value: str) -> str:
+        """An unknown profile used to pass here and fail in the server after launch."""
+        if value not in PROFILES:
+            raise ValueError(unknown_name("profile", value, PROFILES))
+        return value
 
 
 class ServiceConfig(Strict):
     engine: Engine = "llamacpp"
     model: str | None = None  # a path or name; engine default when unset
-    replicas: int = Field(1, ge=1)
-    max_concurrency: int = Field(64, ge=1, description="per replica")
-    timeout: float = Field(600.0, gt=0)
-    max_retries: int = Field(3, ge=0)
-    sticky: bool = False
-    queue_metrics: float = Field(
-        0.0, ge=0, description="seconds between scrapes of replicas' /metrics queue depth; 0: off"
+    replicas: int = integer(1, 1, 10_000, "LLM server replicas of this service")
+    max_concurrency: int = integer(64, 1, 100_000, "requests in flight per replica per process")
+    timeout: float = duration(600.0, "one attempt of one request")
+    max_retries: int = integer(3, 0, 100, "extra attempts after a failed answer")
+    replica_wait: float = duration(
+        3600.0,
+        "how long a request waits while no replica can be reached (all down, restarting, "
+        "requeued Slurm server jobs back in the queue) before the worker stops resumably; "
+        "the default covers a requeued server job waiting in a busy queue",
     )
-    startup_timeout: float = Field(600.0, gt=0)
+    sticky: bool = False
+    queue_metrics: float = duration(
+        0.0, "between scrapes of replicas' /metrics queue depth; 0: off", zero_ok=True
+    )
+    startup_timeout: float = duration(600.0, "for a replica to start and answer /health")
     url: str | None = None  # engine: external
     api_key_env: str | None = None  # engine: external
     simulated: SimulatedConfig = SimulatedConfig()
@@ -78,39 +107,45 @@ class RoutingConfig(Strict):
     edges: dict[str, str | list[EdgeConfig]] = {}
     function: str | None = None
     stop_when: str | None = None
-    max_steps: int = Field(100, ge=1)
+    max_steps: int = integer(100, 1, 1_000_000, "steps of one task before it is cut off")
     stop_on_error: bool = True
 
 
 class DatasetConfig(Strict):
     path: str
-    limit: int | None = Field(None, ge=0)
-    trials: int = Field(1, ge=1)
+    limit: int | None = integer(None, 0, 10**12, "rows read; unset: all")
+    trials: int = integer(1, 1, 1_000_000, "tasks per row")
     required: list[str] = []  # fields every row must have
 
 
 class OutputConfig(Strict):
-    shard_records: int = Field(100_000, ge=1)
-    flush_interval: float = Field(1.0, gt=0)
+    shard_records: int = integer(100_000, 1, 10**9, "records per output shard")
+    flush_interval: float = duration(1.0, "between flushes of the output shards", high=3600.0)
 
 
 class GroupConfig(Strict):
-    count: int = Field(1, ge=1)
+    count: int = integer(1, 1, 100_000, "workers in this group")
     roles: list[str]
 
 
 class WorkersConfig(Strict):
-    count: int = Field(2, ge=1)
-    window: int = Field(256, ge=1, description="tasks in flight per origin")
-    max_active: int = Field(4096, ge=1, description="tasks stepping at once per worker")
+    count: int = integer(2, 1, 100_000, "worker processes")
+    window: int = integer(256, 1, 1_000_000, "tasks in flight per origin")
+    max_active: int = integer(4096, 1, 1_000_000, "tasks stepping at once per worker")
     groups: dict[str, GroupConfig] = {}
     host: str | None = None  # inbox interface; default 127.0.0.1, slurm.bind_host in Slurm jobs
     durability: Literal["off", "batch", "strict"] = "batch"  # journal commits (see README)
-    commit_interval: float = Field(0.005, ge=0, description="seconds per group commit")
-    journal_segment_mb: int = Field(64, ge=1)
-    lease: float = Field(3600.0, gt=0, description="origin re-issues a task after this")
-    ack_timeout: float = Field(10.0, gt=0, description="resend an unacknowledged hand-off")
-    restarts: int = Field(3, ge=0, description="local launcher: restarts of a crashed worker")
+    commit_interval: float = duration(0.005, "per group commit", zero_ok=True, high=60.0)
+    journal_segment_mb: int = integer(64, 1, 4096, "MiB per journal segment")
+    lease: float = duration(
+        3600.0, "origin re-issues a task nobody reported moving for this long (doubled per attempt)"
+    )
+    max_attempts: int = integer(3, 1, 100, "attempts of a task before it is recorded failed")
+    stall_warning: float = duration(
+        600.0, "launcher: warn after this long without a task written; 0 = never", zero_ok=True
+    )
+    ack_timeout: float = duration(10.0, "resend an unacknowledged hand-off after this")
+    restarts: int = integer(3, 0, 1000, "local launcher: restarts of a crashed worker")
     encrypt: bool = True  # CURVE on worker links: only holders of the run's keys connect
 
     @field_validator("durability", mode="before")
@@ -126,11 +161,11 @@ class SlurmJobConfig(Strict):
     partition: str | None = None  # default: slurm.partition
     account: str | None = None
     qos: str | None = None
-    time: str | int = "1-00:00:00"  # D-HH:MM:SS, HH:MM:SS or minutes
-    nodes: int = Field(1, ge=1)
-    cpus: int = Field(2, ge=1)
+    time: str | Minutes = "1-00:00:00"  # D-HH:MM:SS, HH:MM:SS or minutes
+    nodes: int = integer(1, 1, 100_000, "nodes per job")
+    cpus: int = integer(2, 1, 100_000, "CPUs per task")
     mem: str | None = None  # e.g. "32G"
-    gpus: int | None = None  # per job; default: 1 for vllm servers, else none
+    gpus: int | None = integer(None, 0, 1024, "GPUs per node; unset: 1 for vllm servers, else none")
     gres: str | None = None
     constraint: str | None = None
     exclusive: bool = False
@@ -138,7 +173,7 @@ class SlurmJobConfig(Strict):
 
 
 class ServerJobConfig(SlurmJobConfig):
-    cpus: int = Field(4, ge=1)
+    cpus: int = integer(4, 1, 100_000, "CPUs per task")
 
 
 class SlurmConfig(Strict):
@@ -153,8 +188,8 @@ class SlurmConfig(Strict):
     setup: list[str] = []  # shell lines run first in every job (module load, venv)
     python: str | None = None  # interpreter on the compute nodes (default: this one)
     bind_host: str = "*"  # interface servers and workers listen on; "*" = all
-    signal_delay_s: int = Field(120, ge=0, description="SIGUSR2 this long before the limit")
-    array_parallelism: int = Field(256, ge=1)
+    signal_delay_s: int = integer(120, 0, 65_535, "SIGUSR2 this many seconds before the limit")
+    array_parallelism: int = integer(256, 1, 100_000, "array tasks running at once")
     shared_nodes: bool = False  # allocation mode: servers and workers on the same nodes
     servers: ServerJobConfig = ServerJobConfig()
     workers: SlurmJobConfig = SlurmJobConfig()
@@ -163,7 +198,7 @@ class SlurmConfig(Strict):
 
 class RunConfig(Strict):
     name: str = "run"
-    seed: int = 0
+    seed: int = integer(0, INT64_MIN, INT64_MAX, "run seed (64-bit)")
     services: dict[str, ServiceConfig] = {}
     roles: dict[str, RoleConfig]
     routing: RoutingConfig

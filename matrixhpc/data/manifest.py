@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from matrixhpc.data.writers import ERRORS_DIR, INDEX_DIR, TORN_DIR
+from matrixhpc.data.layout import ERRORS_DIR, INDEX_DIR, RETIRED_PREFIX, TORN_DIR
 from matrixhpc.runtime.registry import atomic_write_json, read_json
 
 MANIFEST = "_manifest.json"
@@ -26,6 +26,15 @@ def merge_errors(out_dir: Path) -> int:
     tmp.write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
     tmp.replace(out_dir / ERRORS)
     return len(lines)
+
+
+def count_retired(out_dir: Path) -> int:
+    """Records moved out of the shards by ``resume --retry-failed`` (see data/retire.py)."""
+    total = 0
+    for log in out_dir.glob(f"{RETIRED_PREFIX}*.jsonl"):
+        with log.open("rb") as fh:
+            total += sum(1 for _ in fh)
+    return total
 
 
 def build_manifest(out_dir: Path, *, name: str, config_hash: str, **extra: Any) -> dict[str, Any]:
@@ -44,6 +53,7 @@ def build_manifest(out_dir: Path, *, name: str, config_hash: str, **extra: Any) 
         "row_errors": merge_errors(out_dir),
         "shards": shards,
         "repaired": sorted(p.name for p in (out_dir / TORN_DIR).glob("*")),
+        "retired": count_retired(out_dir),
         **extra,
     }
     atomic_write_json(out_dir / MANIFEST, manifest)

@@ -4,22 +4,44 @@ One writer per file (no concurrent appends from many nodes: they corrupt files
 on NFS/Lustre); shards roll after ``shard_records`` so no file grows without
 bound; a small per-worker index (records per shard) is refreshed on every flush
 so the manifest never has to re-read the data.
+
+Reading the shards back after a restart (:func:`recover_shards`) lives in
+:mod:`matrixhpc.data.shard_recovery`, retiring failed records in
+:mod:`matrixhpc.data.retire`; both names are importable from here too.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import os
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
-from matrixhpc.runtime.registry import atomic_write_json
+from matrixhpc.data.layout import (
+    ERRORS_DIR,
+    INDEX_DIR,
+    TORN_DIR,
+    fsync_dir,
+    fsync_file,
+    shard_name,
+    write_index,
+)
+from matrixhpc.data.retire import RetireError, retire_failed
+from matrixhpc.data.shard_recovery import ShardRecovery, recover_shards
 
-ERRORS_DIR = "errors"
-INDEX_DIR = ".index"
-TORN_DIR = "_torn"
+__all__ = [
+    "ERRORS_DIR",
+    "INDEX_DIR",
+    "TORN_DIR",
+    "ErrorLog",
+    "RetireError",
+    "ShardRecovery",
+    "ShardWriter",
+    "recover_shards",
+    "retire_failed",
+]
 
 
 def _dumps(record: Any) -> str:
@@ -33,7 +55,24 @@ def _dumps(record: Any) -> str:
 
 class ShardWriter:
     """Appends records to this worker's shards; after a restart it continues with a new
-    shard (``recovered`` lists the old ones), never reopening a file it wrote before."""
+    shard (``recovered`` lists the old ones), never reopening a file it wrote before.
+
+    Durability. The journal fsyncs the open shard with each group (``sync_fds``), so a
+    record it vouches for is on disk, but only in the shard open at that moment. With
+    ``durable`` (the default) a shard that rolls is therefore flushed and fsynced before
+    it is closed, and the new shard's directory entry is fsynced: two fsyncs per
+    ``shard_records`` records, on the event loop (rare, and a group's fsync costs as much).
+    ``durable=False`` is for ``durability: off`` (and benchmarks), which promise no fsync.
+
+    The descriptor handed to the journal (:meth:`fileno`) is a ``dup()`` the writer owns:
+    the journal fsyncs it in a thread while the event loop goes on writing, and a roll
+    closes the shard file then; the duplicate keeps that file open, and its number can
+    never be reused for the next shard. It is closed at the next :meth:`fileno` call
+    (the journal asks once per group and never runs two groups at once, so the thread
+    that used it is done) or by :meth:`close` (after the journal's). Chosen over a lock
+    or a roll that waits: the writer stays synchronous, the journal needs no change,
+    and it costs one ``dup``/``close`` per group.
+    """
 
     def __init__(
         self,
@@ -41,25 +80,49 @@ class ShardWriter:
         worker: str,
         shard_records: int,
         recovered: list[dict[str, Any]] | None = None,
+        *,
+        durable: bool = True,
     ) -> None:
         self.out_dir = out_dir
         self.worker = worker
         self.shard_records = shard_records
+        self.durable = durable
         self.shards: list[dict[str, Any]] = list(recovered or [])
         self._fh: IO[str] | None = None
+        self._lent = -1  # the dup() of the open shard lent to the journal's fsync thread
         out_dir.mkdir(parents=True, exist_ok=True)
 
     def _roll(self) -> IO[str]:
-        if self._fh is not None:
-            self._fh.close()
-        name = f"part-{self.worker}-{len(self.shards):05d}.jsonl"
+        self._close_shard()
+        name = shard_name(self.worker, len(self.shards))
+        self._fh = (self.out_dir / name).open("x", encoding="utf-8")  # never reopen a file
         self.shards.append({"file": name, "records": 0, "ok": 0, "failed": 0})
-        self._fh = (self.out_dir / name).open("x", encoding="utf-8")
+        if self.durable:
+            fsync_dir(self.out_dir)
         return self._fh
 
+    def _close_shard(self) -> None:
+        """Close the open shard, fsynced first (see the class docstring)."""
+        if self._fh is None:
+            return
+        if self.durable:
+            fsync_file(self._fh)
+        self._fh.close()
+        self._fh = None
+
     def fileno(self) -> int:
-        """The open shard's descriptor (for fsync with a journal group), or -1."""
-        return self._fh.fileno() if self._fh is not None else -1
+        """A descriptor of the open shard for the journal's fsync thread, or -1.
+
+        Closes the one lent for the previous group (see the class docstring)."""
+        self._return_lent()
+        if self._fh is not None:
+            self._lent = os.dup(self._fh.fileno())
+        return self._lent
+
+    def _return_lent(self) -> None:
+        if self._lent >= 0:
+            os.close(self._lent)
+            self._lent = -1
 
     def write(self, record: dict[str, Any]) -> None:
         fh = self._fh
@@ -76,13 +139,12 @@ class ShardWriter:
 
     def write_index(self) -> None:
         self.flush()
-        atomic_write_json(self.out_dir / INDEX_DIR / f"{self.worker}.json", {"shards": self.shards})
+        write_index(self.out_dir, self.worker, self.shards)
 
     def close(self) -> None:
         self.write_index()
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        self._close_shard()
+        self._return_lent()
 
 
 class ErrorLog:
@@ -108,67 +170,3 @@ class ErrorLog:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
-
-
-@dataclass
-class ShardRecovery:
-    """What a restarting origin learns from its own shards."""
-
-    ids: set[str] = field(default_factory=set)
-    shards: list[dict[str, Any]] = field(default_factory=list)
-    repaired: list[dict[str, Any]] = field(default_factory=list)
-
-    def count(self, key: str) -> int:
-        return sum(int(s[key]) for s in self.shards)
-
-
-def recover_shards(out_dir: Path, worker: str) -> ShardRecovery:
-    """Read this worker's shards: ids written, counts; repair a torn last line.
-
-    A torn line (a crash mid-write) is moved to ``_torn/`` and cut from the shard;
-    every complete record stays where it is.
-    """
-    found = ShardRecovery()
-    for path in sorted(out_dir.glob(f"part-{worker}-*.jsonl")):
-        _repair_tail(path, out_dir, found)
-        shard: dict[str, Any] = {"file": path.name, "records": 0, "ok": 0, "failed": 0}
-        with path.open("rb") as fh:
-            for line in fh:
-                task_id, ok = _id_and_status(line)
-                found.ids.add(task_id)
-                shard["records"] += 1
-                shard["ok" if ok else "failed"] += 1
-        found.shards.append(shard)
-    return found
-
-
-def _repair_tail(path: Path, out_dir: Path, found: ShardRecovery) -> None:
-    data = path.read_bytes()
-    if not data or data.endswith(b"\n"):
-        return
-    keep = data.rfind(b"\n") + 1
-    torn = out_dir / TORN_DIR / f"{path.name}.{keep}"
-    torn.parent.mkdir(parents=True, exist_ok=True)
-    torn.write_bytes(data[keep:])
-    with path.open("r+b") as fh:
-        fh.truncate(keep)
-    found.repaired.append(
-        {
-            "file": path.name,
-            "offset": keep,
-            "bytes": len(data) - keep,
-            "saved_as": str(torn.relative_to(out_dir)),
-        }
-    )
-
-
-def _id_and_status(line: bytes) -> tuple[str, bool]:
-    """Records start ``{"id":"...`` and carry ``status`` before ``row`` (see
-    Task.to_record): read both without a full parse; anything else is parsed."""
-    if line.startswith(b'{"id":"'):
-        end = line.find(b'"', 7)
-        status = line.find(b'"status":', 0, 400)
-        if end > 0 and status > 0 and b"\\" not in line[7:end]:
-            return line[7:end].decode(), line.startswith(b'"status":"ok"', status)
-    record = json.loads(line)
-    return str(record["id"]), record.get("status") == "ok"

@@ -15,6 +15,11 @@ from matrixhpc.runtime.registry import Registry
 WORKERS = "workers"
 
 
+def worker_name(index: int) -> str:
+    """Worker ``index``'s name in the registry, status files and logs (as build.py names it)."""
+    return f"w{index:03d}"
+
+
 def run_finished(registry: Registry, workers: int) -> bool:
     entries = registry.entries(WORKERS, fresh=True)
     done = [e for e in entries.values() if e.get("origin_done") and e.get("state") == "exited"]
@@ -25,3 +30,24 @@ async def wait_run_finished(run_dir: Path, workers: int, interval: float = 5.0) 
     registry = Registry(run_dir / "registry")
     while not run_finished(registry, workers):
         await asyncio.sleep(interval)
+
+
+def forget_workers(registry: Registry, names: list[str] | None = None) -> int:
+    """Remove the registry entries of workers about to be started again (all, or ``names``).
+
+    A worker that finished leaves a permanent "origin done, exited" entry, and
+    that is what tells the LLM servers (and the Slurm watcher) the run is over.
+    Left in place across a resume, those markers of the previous incarnation
+    would end the new replicas the moment they start; the new workers write
+    fresh entries as they come up. Returns how many entries were removed.
+    """
+    root = registry.root / WORKERS
+    paths = (
+        list(root.glob("*.json")) if names is None else [root / f"{name}.json" for name in names]
+    )
+    removed = 0
+    for path in paths:
+        if path.exists():
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed

@@ -2,14 +2,17 @@
 
 Order: services first (a worker with no live replica would only wait), then
 workers; the launcher watches them, draws progress from their status files, and
-on the first worker failure or on Ctrl-C/SIGTERM stops everything it started.
+on the first worker failure or on Ctrl-C/SIGTERM/SIGHUP stops everything it
+started. Its children live in their own sessions, so nothing but this launcher
+stops them: whatever ends it — a signal, a bug, a closed terminal or pipe
+(:mod:`matrixhpc.launch.console`) — must stop them first.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import sys
+import socket
 import time
 from pathlib import Path
 from types import FrameType
@@ -17,15 +20,27 @@ from typing import Any
 
 from matrixhpc.config import RunConfig
 from matrixhpc.data.manifest import build_manifest
-from matrixhpc.launch.completion import run_finished
-from matrixhpc.launch.process import Child, matrixhpc_argv, spawn, stop, stop_pids, tail
+from matrixhpc.launch.completion import forget_workers, run_finished, worker_name
+from matrixhpc.launch.console import say, use_log
+from matrixhpc.launch.process import (
+    Child,
+    identity,
+    matrixhpc_argv,
+    read_recorded,
+    spawn,
+    stop,
+    stop_recorded,
+    tail,
+)
 from matrixhpc.launch.progress import Progress
 from matrixhpc.launch.runinfo import record_run
+from matrixhpc.launch.stall import stall_warning
 from matrixhpc.rundir import RunDir
 from matrixhpc.runtime.registry import Registry, atomic_write_json, read_json
 
 POLL = 0.5
 STARTUP_GRACE = 15.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: the terminal closed
 
 
 class LaunchError(RuntimeError):
@@ -40,6 +55,12 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(signal.Signals(signum).name)
 
 
+def _already_stopping(signum: int, frame: FrameType | None) -> None:
+    """A second Ctrl-C (or SIGTERM) while the run stops: stopping it is already under way,
+    and cutting it short would leave children running and run.json unwritten."""
+    say(f"[matrixhpc] {signal.Signals(signum).name}: already stopping, please wait")
+
+
 class LocalLauncher:
     def __init__(self, rd: RunDir, cfg: RunConfig) -> None:
         self.rd = rd
@@ -52,31 +73,50 @@ class LocalLauncher:
     # ---------------------------------------------------------------- run
 
     def run(self) -> int:
-        previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        run = record_run(self.rd, self.cfg, "local", state="starting", launcher_pid=os.getpid())
-        total = int(run["total_tasks"])
+        previous = {s: signal.signal(s, _on_signal) for s in STOP_SIGNALS}
+        use_log(self.rd.logs / "launcher.log")
+        me = identity(os.getpid())
+        run = record_run(
+            self.rd,
+            self.cfg,
+            "local",
+            state="starting",
+            launcher_pid=me["pid"],
+            launcher_start=me["start"],
+            launcher_host=socket.gethostname(),
+        )
+        try:
+            return self._supervise(int(run["total_tasks"]))
+        except BaseException:
+            stop(self.children)  # a bug must not leave servers and workers without a parent
+            raise
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _supervise(self, total: int) -> int:
         try:
             self.start_services()
             self.start_workers()
             self._record(state="running")
             self.watch(total)
         except Interrupted as exc:
-            print(f"\n[matrixhpc] {exc}: stopping the run", file=sys.stderr)
-            self._shutdown("stopped")
-            print(f"[matrixhpc] continue with: matrixhpc resume {self.rd.root}", file=sys.stderr)
-            return 130
+            say(f"\n[matrixhpc] {exc}: stopping the run")
+            return self._end("stopped", 130)
         except LaunchError as exc:
-            print(f"[matrixhpc] {exc}", file=sys.stderr)
-            self._shutdown("failed")
-            print(f"[matrixhpc] continue with: matrixhpc resume {self.rd.root}", file=sys.stderr)
-            return 1
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            say(f"[matrixhpc] {exc}")
+            return self._end("failed", 1)
         self._shutdown("finished")
         return 0
 
+    def _end(self, state: str, code: int) -> int:
+        self._shutdown(state)
+        say(f"[matrixhpc] continue with: matrixhpc resume {self.rd.root}")
+        return code
+
     def _shutdown(self, state: str) -> None:
+        for sig in STOP_SIGNALS:  # run() restores the previous handlers afterwards
+            signal.signal(sig, _already_stopping)
         stop(self.children)
         run = read_json(self.rd.root / "run.json") or {}
         manifest = build_manifest(
@@ -92,11 +132,15 @@ class LocalLauncher:
         record_run(self.rd, self.cfg, "local", **fields)
 
     def _save_pids(self) -> None:
+        """Who to stop later (``matrixhpc stop``, ``resume``): host, PIDs and start times."""
+        children = [{"name": c.name, "kind": c.kind, **identity(c.pid)} for c in self.children]
         atomic_write_json(
             self.rd.pids,
             {
+                "host": socket.gethostname(),
                 "launcher": os.getpid(),
-                "children": [{"name": c.name, "kind": c.kind, "pid": c.pid} for c in self.children],
+                "launcher_start": identity(os.getpid())["start"],
+                "children": children,
             },
         )
 
@@ -150,7 +194,7 @@ class LocalLauncher:
 
     def _spawn_worker(self, index: int) -> Child:
         argv = matrixhpc_argv("worker", "--run-dir", str(self.rd.root), "--index", str(index))
-        name = f"w{index:03d}"
+        name = worker_name(index)
         return spawn(name, "worker", argv, self.rd.logs / f"{name}.log", group=str(index))
 
     def _restart_crashed(self) -> None:
@@ -164,16 +208,15 @@ class LocalLauncher:
             if used >= self.cfg.workers.restarts:
                 self._check_alive("worker")
             self._restarts[child.name] = used + 1
-            print(
+            say(
                 f"\n[matrixhpc] worker {child.name} exited with code {code}; restarting it "
-                f"({used + 1}/{self.cfg.workers.restarts})",
-                file=sys.stderr,
+                f"({used + 1}/{self.cfg.workers.restarts})"
             )
             self.children[n] = self._spawn_worker(int(child.group))
             self._save_pids()
 
     def watch(self, total: int) -> None:
-        progress = Progress(self.rd.root, total)
+        progress = Progress(self.rd.root, total, stall_warning(self.cfg))
         try:
             while True:
                 codes = [c.exited() for c in self.children if c.kind == "worker"]
@@ -199,10 +242,9 @@ class LocalLauncher:
                 continue
             if child.name not in self._reported:
                 self._reported.add(child.name)
-                print(
+                say(
                     f"\n[matrixhpc] replica {child.name} exited with code {child.exited()}; "
-                    "its requests fail over to the other replicas",
-                    file=sys.stderr,
+                    "its requests fail over to the other replicas"
                 )
             siblings = [c for c in self.children if c.group == child.group]
             if all(c.exited() is not None for c in siblings):
@@ -224,14 +266,24 @@ class LocalLauncher:
 def launch_local(cfg: RunConfig, run_dir: Path) -> int:
     rd = RunDir(run_dir)
     rd.create(cfg)
-    print(f"[matrixhpc] run directory: {run_dir}", file=sys.stderr)
+    say(f"[matrixhpc] run directory: {run_dir}")
     return LocalLauncher(rd, cfg).run()
 
 
-def resume_local(rd: RunDir, cfg: RunConfig) -> int:
-    """Continue a stopped or crashed run: leftovers of the last launch are stopped
-    (their state is journaled), then services and every worker start again."""
+def prepare_resume(rd: RunDir) -> None:
+    """Leftovers of the last launch are stopped (their state is journaled) — only those
+    still ours, by host and start time — and its workers' "done" markers are removed,
+    so that they cannot end the new launch's replicas (see ``forget_workers``)."""
     pids = read_json(rd.pids) or {}
-    stop_pids([c["pid"] for c in pids.get("children", [])])
-    print(f"[matrixhpc] resuming {rd.root}", file=sys.stderr)
+    children = [p for p in read_recorded(pids) if p.name != "launcher"]
+    _, notes = stop_recorded(children)
+    for note in notes:
+        say(f"[matrixhpc] {note}")
+    forget_workers(Registry(rd.registry))
+
+
+def resume_local(rd: RunDir, cfg: RunConfig) -> int:
+    """Continue a stopped or crashed run: services and every worker start again."""
+    prepare_resume(rd)
+    say(f"[matrixhpc] resuming {rd.root}")
     return LocalLauncher(rd, cfg).run()

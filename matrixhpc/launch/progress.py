@@ -1,50 +1,81 @@
-"""Progress output for a run: a tqdm bar on a terminal, a periodic line otherwise (CI, logs)."""
+"""Progress output for a run: a tqdm bar on a terminal, a periodic line otherwise (CI, logs).
+
+Both launchers follow a run through this, so it is also where a run that makes no
+progress is noticed (:mod:`matrixhpc.launch.stall`), and where a closed terminal or
+pipe stops mattering (:mod:`matrixhpc.launch.console`).
+"""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
 
+from matrixhpc.launch.console import redirect, say
+from matrixhpc.launch.stall import DEFAULT_STALL_WARNING, StallWatch
 from matrixhpc.status import RunStatus, read_status
 
 LINE_INTERVAL = 10.0
 
 
 class Progress:
-    def __init__(self, run_dir: Path, total: int) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        total: int,
+        stall_after: float = DEFAULT_STALL_WARNING,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.run_dir = run_dir
         self.total = total
         self.tty = sys.stderr.isatty()
         self.bar = tqdm(total=total, unit="task", dynamic_ncols=True, disable=not self.tty)
+        self.stall = StallWatch(stall_after, clock)
         self._last_line = 0.0
 
     def update(self, final: bool = False) -> RunStatus:
         status = read_status(self.run_dir)
-        t = status.totals
-        done = int(t.get("done", 0))
         if self.tty:
-            self.bar.n = done
-            self.bar.set_postfix(
-                failed=int(t.get("failed", 0)),
-                bad_rows=int(t.get("row_errors", 0)),
-                tok_s=f"{t.get('tokens_per_s', 0):.0f}",
-                refresh=False,
-            )
-            self.bar.refresh()
+            self._draw_bar(status)
         elif final or time.monotonic() - self._last_line >= LINE_INTERVAL:
             self._last_line = time.monotonic()
-            eta = status.eta
-            print(
-                f"[matrixhpc] {done}/{self.total} tasks  failed={int(t.get('failed', 0))}"
-                f"  bad_rows={int(t.get('row_errors', 0))}  {t.get('tokens_per_s', 0):.0f} tok/s"
-                f"  eta={'-' if eta is None else f'{eta:.0f}s'}",
-                file=sys.stderr,
-                flush=True,
-            )
+            say(self._line(status))
+        warning = None if final else self.stall.observe(status, self.total)
+        if warning is not None:
+            say(f"\n[matrixhpc] warning: {warning}")
         return status
 
+    def _draw_bar(self, status: RunStatus) -> None:
+        t = status.totals
+        self.bar.n = int(t.get("done", 0))
+        self.bar.set_postfix(
+            failed=int(t.get("failed", 0)),
+            bad_rows=int(t.get("row_errors", 0)),
+            tok_s=f"{t.get('tokens_per_s', 0):.0f}",
+            refresh=False,
+        )
+        try:
+            self.bar.refresh()
+        except OSError:  # the terminal is gone: lines to the log from now on
+            redirect(sys.stderr)
+            self.bar.disable = True
+            self.tty = False
+
+    def _line(self, status: RunStatus) -> str:
+        t = status.totals
+        eta = status.eta
+        return (
+            f"[matrixhpc] {int(t.get('done', 0))}/{self.total} tasks"
+            f"  failed={int(t.get('failed', 0))}"
+            f"  bad_rows={int(t.get('row_errors', 0))}  {t.get('tokens_per_s', 0):.0f} tok/s"
+            f"  eta={'-' if eta is None else f'{eta:.0f}s'}"
+        )
+
     def close(self) -> None:
-        self.bar.close()
+        try:
+            self.bar.close()
+        except OSError:
+            redirect(sys.stderr)

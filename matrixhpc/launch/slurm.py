@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import submitit
 
 from matrixhpc.config import RunConfig, SlurmJobConfig
+from matrixhpc.launch.completion import forget_workers, worker_name
+from matrixhpc.launch.console import say, use_log
 from matrixhpc.launch.jobs import CommandJob, WorkerJob
 from matrixhpc.rundir import RunDir
-from matrixhpc.runtime.registry import atomic_write_json, read_json
+from matrixhpc.runtime.registry import Registry, atomic_write_json, read_json
 
 MAX_REQUEUES = 100  # time-limit requeues per job: a long run may need many
 
@@ -221,6 +222,7 @@ def launch_slurm(cfg: RunConfig, run_dir: Path, *, detach: bool = False) -> int:
 
     rd = RunDir(run_dir)
     rd.create(cfg)
+    use_log(rd.logs / "launcher.log")
     record_run(rd, cfg, state="submitting")
     launcher = SlurmLauncher(rd, cfg)
     if cfg.slurm.mode == "allocation":
@@ -229,23 +231,29 @@ def launch_slurm(cfg: RunConfig, run_dir: Path, *, detach: bool = False) -> int:
         launcher.submit_servers()
         launcher.submit_workers()
     record_run(rd, cfg, state="running")
-    print(f"[matrixhpc] run directory: {run_dir}", file=sys.stderr)
-    print(f"[matrixhpc] submitted jobs: {', '.join(launcher.job_ids())}", file=sys.stderr)
+    say(f"[matrixhpc] run directory: {run_dir}")
+    say(f"[matrixhpc] submitted jobs: {', '.join(launcher.job_ids())}")
     if detach:
-        print(f"[matrixhpc] follow with: matrixhpc status {run_dir}", file=sys.stderr)
+        say(f"[matrixhpc] follow with: matrixhpc status {run_dir}")
         return 0
     return watch(rd, cfg, launcher)
 
 
 def resume_slurm(rd: RunDir, cfg: RunConfig, *, detach: bool = False) -> int:
-    """Resubmit the jobs that are no longer queued; the rest keep running."""
+    """Resubmit the jobs that are no longer queued; the rest keep running.
+
+    The registry entries of the workers about to start again are removed first:
+    their "done" markers from the last incarnation would end the new server jobs
+    at once and make the watcher believe the run finished."""
     from matrixhpc.launch.slurm_watch import record_run, watch
 
+    use_log(rd.logs / "launcher.log")
     launcher = SlurmLauncher(rd, cfg)
     jobs = launcher.jobs()
     queued = squeue_states(launcher.job_ids())
     if cfg.slurm.mode == "allocation":
         if not any(j.split("_")[0] in queued for j in launcher.job_ids()):
+            forget_workers(Registry(rd.registry))
             launcher.submit_allocation()
         record_run(rd, cfg, state="running")
         return 0 if detach else watch(rd, cfg, launcher)
@@ -257,15 +265,13 @@ def resume_slurm(rd: RunDir, cfg: RunConfig, *, detach: bool = False) -> int:
     expected = {f"{s}-{k}" for s, svc in cfg.services.items() for k in range(svc.replicas)}
     servers |= expected - set(jobs["servers"])
     workers = [i for i in range(cfg.workers.count) if not alive(jobs["workers"].get(str(i), ""))]
+    forget_workers(Registry(rd.registry), [worker_name(i) for i in workers])
     if servers:
         launcher.submit_servers(servers)
     if workers:
         launcher.submit_workers(workers)
     record_run(rd, cfg, state="running")
-    print(
-        f"[matrixhpc] resubmitted {len(servers)} server job(s) and {len(workers)} worker(s)",
-        file=sys.stderr,
-    )
+    say(f"[matrixhpc] resubmitted {len(servers)} server job(s) and {len(workers)} worker(s)")
     return 0 if detach else watch(rd, cfg, launcher)
 
 

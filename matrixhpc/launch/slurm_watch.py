@@ -6,7 +6,6 @@ Ctrl-C detaches (the jobs keep running; ``matrixhpc status`` / ``stop`` later).
 from __future__ import annotations
 
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,10 +13,12 @@ from typing import Any
 from matrixhpc.build import write_manifest
 from matrixhpc.config import RunConfig
 from matrixhpc.launch.completion import run_finished
+from matrixhpc.launch.console import say
 from matrixhpc.launch.process import tail
 from matrixhpc.launch.progress import Progress
 from matrixhpc.launch.runinfo import record_run as _record
 from matrixhpc.launch.slurm import SlurmLauncher, sacct_states, squeue_states
+from matrixhpc.launch.stall import stall_warning
 from matrixhpc.rundir import RunDir
 from matrixhpc.runtime.registry import Registry
 
@@ -54,24 +55,23 @@ def _detach(signum: int, frame: object) -> None:
 def watch(rd: RunDir, cfg: RunConfig, launcher: SlurmLauncher) -> int:
     previous = signal.signal(signal.SIGINT, _detach)
     run = _record(rd, cfg, "slurm")
-    progress = Progress(rd.root, int(run.get("total_tasks") or 0))
+    progress = Progress(rd.root, int(run.get("total_tasks") or 0), stall_warning(cfg))
     registry = Registry(rd.registry)
     try:
         while not run_finished(registry, cfg.workers.count):
             progress.update()
             problem = _lost_jobs(launcher)
             if problem:
-                print(f"\n[matrixhpc] {problem}", file=sys.stderr)
+                say(f"\n[matrixhpc] {problem}")
                 record_run(rd, cfg, state="failed")
-                print(f"[matrixhpc] continue with: matrixhpc resume {rd.root}", file=sys.stderr)
+                say(f"[matrixhpc] continue with: matrixhpc resume {rd.root}")
                 return 1
             time.sleep(POLL)
         progress.update(final=True)
     except Detached:
-        print(
+        say(
             f"\n[matrixhpc] detached; the jobs keep running. matrixhpc status {rd.root} "
-            f"to follow, matrixhpc stop {rd.root} to cancel.",
-            file=sys.stderr,
+            f"to follow, matrixhpc stop {rd.root} to cancel."
         )
         return 0
     finally:

@@ -134,7 +134,8 @@ class Service:
         self.known: dict[str, Replica] = {}  # every replica seen, for stats
         self.ring: HashRing | None = None
         self.requests = 0
-        self.failures = 0
+        self.failures = 0  # requests that ended in LLMError
+        self.unavailable = 0  # requests that ended in ServiceUnavailable (outage)
         self.retries = 0
         self.tokens_in = 0
         self.tokens_out = 0
@@ -200,6 +201,7 @@ class Service:
         return {
             "requests": self.requests,
             "failures": self.failures,
+            "unavailable": self.unavailable,
             "retries": self.retries,
             "outstanding": sum(rep.outstanding for rep in self.known.values()),
             "tokens_in": self.tokens_in,

@@ -14,6 +14,14 @@ Why it looks like this:
   (even if the registry still lists it, which it will until its heartbeat expires).
 * Client errors (4xx other than 408/429) are *not* retried: a prompt that is too
   long is a bad row, not a server problem, and retrying it only wastes capacity.
+* Two budgets, two outcomes. A replica that was reached and answered badly (5xx,
+  429, timeout, a dropped or malformed answer) uses up ``max_retries``; then the
+  request fails with :class:`LLMError` and the agent records a failed step. A
+  replica that cannot be reached at all (none listed, all benched, connections
+  refused) is an *outage*: the request waits, up to ``wait_for_replica`` seconds
+  with no replica reachable, for one to come (back), then raises
+  :class:`ServiceUnavailable` so the runtime can stop resumably rather than write
+  the task off. Killing every server, or Slurm requeueing them, is an outage.
 
 The hot path does a few integer updates per request; nothing is logged per request.
 """
@@ -33,7 +41,7 @@ import orjson
 from .balance import Replica, Service
 from .http import ExchangeFailed, PooledHTTP
 from .queue_depth import external_load
-from .types import ChatResult, ClientPolicy, LLMError, ReplicaSource
+from .types import ChatResult, ClientPolicy, LLMError, ReplicaSource, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +59,34 @@ class _Retry(Exception):
 
 class _Repick(Exception):
     """The chosen replica was benched while we queued for it; choose again for free."""
+
+
+class _Attempts:
+    """One request's history: failures so far, replicas tried, and the outage clock.
+
+    ``since`` is when this request last lost sight of every replica (none usable at
+    pick time, or the chosen one refused the connection); any answer from a replica,
+    even a bad one, ends the outage.
+    """
+
+    __slots__ = ("answered_badly", "errors", "since", "tried")
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.tried: set[str] | None = None
+        self.answered_badly = 0  # failures of replicas that were reached
+        self.since: float | None = None
+
+    def unreachable(self, now: float) -> None:
+        if self.since is None:
+            self.since = now
+
+    def reached(self) -> None:
+        self.since = None
+
+    def outage(self, now: float) -> float:
+        """Seconds since no replica could be reached (0 when one could)."""
+        return 0.0 if self.since is None else now - self.since
 
 
 def _error_message(raw: bytes) -> str:
@@ -133,8 +169,10 @@ class LLMClient:
     ) -> ChatResult:
         """One chat completion, with balancing, retries and failover hidden inside.
 
-        Raises :class:`LLMError` on a client error (no retry), when every attempt
-        failed, or when no replica became usable within ``wait_for_replica``.
+        Raises :class:`LLMError` on a client error (no retry) or when replicas
+        answered badly ``max_retries + 1`` times: the step failed. Raises
+        :class:`ServiceUnavailable` (not an ``LLMError``) when no replica could be
+        reached for ``wait_for_replica`` seconds: an outage, not the task's fault.
         """
         http = self._session()
         svc = self._service(service)
@@ -199,13 +237,10 @@ class LLMClient:
         sticky_key: str | None,
     ) -> ChatResult:
         """The retry loop: pick, attempt, on a retryable failure back off and fail over."""
-        policy = svc.policy
         body = {"model": "", "messages": messages, **params}
-        errors: list[str] = []
-        tried: set[str] | None = None
-        attempt = 0
+        state = _Attempts()
         while True:
-            rep = await self._pick(svc, tried, sticky_key)
+            rep = await self._pick(svc, state, sticky_key)
             if "model" not in params:
                 body["model"] = rep.info.model
             try:
@@ -213,46 +248,76 @@ class LLMClient:
             except _Repick:
                 continue
             except _Retry as exc:
-                errors.append(f"{rep.name}: {exc}")
-                tried = {rep.name} if tried is None else tried | {rep.name}
-                attempt += 1
-                if attempt > policy.max_retries:
-                    raise LLMError(
-                        f"service {svc.name}: {attempt} attempts failed; last: {errors[-1]}"
-                    ) from None
-                svc.retries += 1
-                delay = min(policy.backoff_max, policy.backoff_base * 2.0 ** (attempt - 1))
-                await asyncio.sleep(delay * random.random())
+                await self._after_failure(svc, rep, exc, state)
                 continue
-            result.attempts = attempt + 1
-            result.errors = errors
+            result.attempts = len(state.errors) + 1
+            result.errors = state.errors
             return result
 
-    async def _pick(self, svc: Service, tried: set[str] | None, sticky_key: str | None) -> Replica:
+    async def _after_failure(
+        self, svc: Service, rep: Replica, exc: _Retry, state: _Attempts
+    ) -> None:
+        """Count a failed attempt against the right budget, or give up.
+
+        A replica that answered badly costs one of ``max_retries`` (exhausted: an
+        ordinary :class:`LLMError`, the step failed). A replica that could not be
+        reached at all (refused / reset: benched) costs nothing from that budget; it
+        belongs to an outage, bounded by ``wait_for_replica`` (exhausted:
+        :class:`ServiceUnavailable`).
+        """
+        state.errors.append(f"{rep.name}: {exc}")
+        state.tried = {rep.name} if state.tried is None else state.tried | {rep.name}
+        if exc.dead:
+            state.unreachable(time.monotonic())
+            self._check_outage(svc, state)
+            svc.retries += 1
+            return  # the replica is benched: the next pick goes elsewhere or waits
+        state.reached()
+        state.answered_badly += 1
+        policy = svc.policy
+        if state.answered_badly > policy.max_retries:
+            raise LLMError(
+                f"service {svc.name}: {len(state.errors)} attempts failed; last: {state.errors[-1]}"
+            )
+        svc.retries += 1
+        delay = min(policy.backoff_max, policy.backoff_base * 2.0 ** (state.answered_badly - 1))
+        await asyncio.sleep(delay * random.random())
+
+    def _check_outage(self, svc: Service, state: _Attempts) -> None:
+        """Raise :class:`ServiceUnavailable` once no replica was reachable for the wait."""
+        waited = state.outage(time.monotonic())
+        if waited >= svc.policy.wait_for_replica:
+            svc.unavailable += 1
+            raise ServiceUnavailable(svc.name, waited, self._outage_detail(svc, state))
+
+    @staticmethod
+    def _outage_detail(svc: Service, state: _Attempts) -> str:
+        if not svc.live:
+            return "no replica listed"
+        last = f"; {state.errors[-1]}" if state.errors else ""
+        return f"{len(svc.live)} listed, none usable{last}"
+
+    async def _pick(self, svc: Service, state: _Attempts, sticky_key: str | None) -> Replica:
         """Choose a replica and book it (``outstanding``) before yielding to the loop."""
         svc.refresh(self._source.replicas(svc.name))
-        rep = svc.pick(tried, sticky_key)
+        rep = svc.pick(state.tried, sticky_key)
         if rep is None:
-            rep = await self._wait_for_replica(svc, tried, sticky_key)
+            state.unreachable(time.monotonic())
+            rep = await self._wait_for_replica(svc, state, sticky_key)
         rep.outstanding += 1
         return rep
 
     async def _wait_for_replica(
-        self, svc: Service, tried: set[str] | None, sticky_key: str | None
+        self, svc: Service, state: _Attempts, sticky_key: str | None
     ) -> Replica:
-        """Poll the source until a replica is listed and not benched, or give up."""
-        deadline = time.monotonic() + svc.policy.wait_for_replica
+        """Poll the source until a replica is listed and not benched, or the outage is over
+        ``wait_for_replica`` old (:class:`ServiceUnavailable`)."""
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise LLMError(
-                    f"no live replica of service {svc.name} "
-                    f"({len(svc.live)} listed, none usable) "
-                    f"after {svc.policy.wait_for_replica:g}s"
-                )
-            await asyncio.sleep(min(POLL_INTERVAL, remaining))
+            self._check_outage(svc, state)
+            remaining = svc.policy.wait_for_replica - state.outage(time.monotonic())
+            await asyncio.sleep(max(0.0, min(POLL_INTERVAL, remaining)))
             svc.refresh(self._source.replicas(svc.name))
-            rep = svc.pick(tried, sticky_key)
+            rep = svc.pick(state.tried, sticky_key)
             if rep is not None:
                 return rep
 

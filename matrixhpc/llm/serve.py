@@ -9,7 +9,6 @@ it after the TTL even when nobody cleans up.
 from __future__ import annotations
 
 import asyncio
-import signal
 import socket
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from matrixhpc.llm.engines.commands import BUILDERS, EngineLaunch
+from matrixhpc.llm.engines.listen import is_wildcard, url_host
 from matrixhpc.llm.engines.process import EngineProcess, ServerFailed, free_port
 from matrixhpc.runtime.registry import Registry
 
@@ -41,7 +41,7 @@ class ReplicaSpec:
         return self.api_key_file.read_text().strip() if self.api_key_file else None
 
     def entry(self, port: int, engine: str, **extra: Any) -> dict[str, Any]:
-        host = socket.getfqdn() if self.host in ("0.0.0.0", "*") else self.host
+        host = socket.getfqdn() if is_wildcard(self.host) else url_host(self.host)
         return {
             "url": f"http://{host}:{port}/v1",
             "model": self.model,
@@ -51,23 +51,6 @@ class ReplicaSpec:
             "state": "ready",
             **extra,
         }
-
-
-async def run_until_signal(main: Awaitable[T]) -> T | None:
-    """Run ``main`` until it ends or a stop signal arrives; then cancel it cleanly.
-
-    SIGTERM/SIGINT (Ctrl-C, scancel) and SIGUSR2 (Slurm's warning before a time
-    limit or preemption, as submitit configures it) all mean: stop now, resumably.
-    Returns main's result, or None if it was stopped.
-    """
-    task = asyncio.ensure_future(main)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2):
-        loop.add_signal_handler(sig, task.cancel)
-    try:
-        return await task
-    except asyncio.CancelledError:
-        return None
 
 
 async def registered(
@@ -135,17 +118,15 @@ async def serve_engine(
     finished: Waiter | None = None,
 ) -> int:
     """Run a real engine server as a child; returns its exit code (non-zero: it died)."""
-    host = "127.0.0.1" if spec.host in ("0.0.0.0", "*") else spec.host
+    host = "127.0.0.1" if is_wildcard(spec.host) else url_host(spec.host)
     port = spec.port or free_port(spec.host)
     launch = EngineLaunch(model_path, spec.model, spec.host, port, spec.api_key, args, python)
-    argv = BUILDERS[engine](launch)
+    command = BUILDERS[engine](launch)
     log_dir = spec.log_dir or Path(tempfile.gettempdir())  # standalone: not the cwd
     log = log_dir / f"{spec.service}-{spec.replica}.{engine}.log"
-    proc = EngineProcess(argv, log, f"http://{host}:{port}/v1/models", spec.api_key, env)
-    print(
-        f"starting {engine}: {' '.join(a if a != spec.api_key else '***' for a in argv)}",
-        flush=True,
-    )
+    url = f"http://{host}:{port}/v1/models"
+    proc = EngineProcess(command.argv, log, url, spec.api_key, {**(env or {}), **command.env})
+    print(f"starting {engine}: {' '.join(command.argv)}", flush=True)
     proc.start()
     try:
         await proc.wait_healthy(startup_timeout)

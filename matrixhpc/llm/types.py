@@ -5,9 +5,41 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from matrixhpc.errors import ResourceUnavailable
+
 
 class LLMError(RuntimeError):
-    """A chat request that failed after every retry and failover."""
+    """A chat request that failed after every retry and failover.
+
+    A replica accepted the request and answered badly (HTTP 5xx/429/408 every time,
+    a timeout, a dropped or malformed answer), or refused it outright (4xx): the
+    task's step failed, and the agent records an error turn.
+    """
+
+
+class ServiceUnavailable(ResourceUnavailable):
+    """No replica of ``service`` could be reached for ``waited`` seconds: an outage.
+
+    A :class:`~matrixhpc.errors.ResourceUnavailable`, so ``run_step`` re-raises it
+    with the task untouched and the worker stops resumably; and not an
+    :class:`LLMError`, on purpose: an agent that turns ``LLMError`` into an error
+    turn lets this through, so no final ``failed`` record is written for a task that
+    did nothing wrong. Raised when every replica stayed unlisted, benched, or refused
+    connections for the service's ``replica_wait``; ``detail`` says which.
+    """
+
+    def __init__(self, service: str, waited: float, detail: str = "") -> None:
+        self.service = service
+        self.waited = waited
+        self.detail = detail
+        why = f" ({detail})" if detail else ""
+        super().__init__(
+            f"service {service!r} unavailable: no replica reachable for {waited:.1f}s{why}"
+        )
+
+    def __reduce__(self) -> tuple[type[ServiceUnavailable], tuple[str, float, str]]:
+        """Picklable with its fields (the default would pass only the message)."""
+        return (type(self), (self.service, self.waited, self.detail))
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +69,10 @@ class ClientPolicy:
     backoff_base: float = 0.5
     backoff_max: float = 20.0
     sticky: bool = False  # consistent hashing on sticky_key (prefix-cache reuse)
-    wait_for_replica: float = 120.0  # how long to wait when no replica is live
+    # how long a request waits while no replica can be reached (none listed, all benched,
+    # all refusing connections) before it raises ServiceUnavailable; long enough by
+    # default for a requeued Slurm server job to get back through the queue
+    wait_for_replica: float = 3600.0
     queue_metrics: float = 0.0  # seconds between scrapes of servers' queue depth; 0: off
 
 

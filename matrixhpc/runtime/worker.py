@@ -32,12 +32,12 @@ from matrixhpc.agents.base import Agent, AgentContext
 from matrixhpc.codec import CodecError, Control, FrameType, decode, encode_ack, encode_renew
 from matrixhpc.data.readers import RowError
 from matrixhpc.data.writers import ErrorLog, ShardWriter, recover_shards
-from matrixhpc.errors import ResourceUnavailable, StorageFailure
+from matrixhpc.errors import ResourceUnavailable
 from matrixhpc.llm.types import ChatClient
 from matrixhpc.routing import Router
 from matrixhpc.runtime.admission import slice_items, task_seed
 from matrixhpc.runtime.handoff import Handoffs
-from matrixhpc.runtime.journal import Journal
+from matrixhpc.runtime.journal import Journal, JournalError
 from matrixhpc.runtime.liveness import Liveness
 from matrixhpc.runtime.origin import OriginBook
 from matrixhpc.runtime.peers import KIND as WORKERS
@@ -63,7 +63,9 @@ log = logging.getLogger(__name__)
 
 PEER_POLL = (0.2, 5.0)  # a task waiting for a worker hosting its role: first and last poll
 AUDIT_INTERVAL = 5.0  # seconds between liveness audits
-FAULTS = (ResourceUnavailable, StorageFailure)  # the worker's, not the task's: stop resumably
+# the worker's, not the task's: stop resumably. An OSError here comes from the journal or
+# the output shard (an agent's own errors are its step's, see run_step)
+FAULTS = (ResourceUnavailable, JournalError, OSError)
 
 
 class Worker:
@@ -102,6 +104,9 @@ class Worker:
         self.liveness = Liveness()
         self.waiting: dict[str, int] = {}  # tasks waiting for a worker that hosts a role
         self.renewed = 0
+        # admitted here, admission not yet known durable: a copy must not leave before it
+        # is (a copy of an admission the origin forgot in a crash could never be written)
+        self._unsaved: set[str] = set()
         self.fault: str | None = None
         self.supervisor: Supervisor
         self._zmq = zmq.asyncio.Context()
@@ -116,8 +121,16 @@ class Worker:
         """Run to the end of the whole run (True), or until cancelled or a fault stops
         this worker (False: resumable; the fault is logged and in the status file)."""
         self.supervisor = Supervisor()
-        recovered = self._recover()
-        self.journal.open()
+        try:
+            recovered = self._recover()
+            self.journal.open()
+        except (JournalError, OSError) as exc:
+            self.fault = f"cannot start from the journal: {exc}"
+            log.error("worker not started: %s", self.fault)
+            status = {**base_status(self.spec.name, self.spec.group), "fault": self.fault}
+            with contextlib.suppress(OSError):
+                atomic_write_json(self.spec.run_dir / "status" / f"{self.spec.name}.json", status)
+            return False
         self.journal.pre_write.append(self.book.writer.flush)
         self.journal.sync_fds.append(self.book.writer.fileno)
         self.journal.snapshot = self._snapshot
@@ -129,6 +142,7 @@ class Worker:
             "leases": self._lease_loop(),
             "audit": self._audit_loop(),
             "hand-off watcher": self.handoffs.watch(self._redispatch),
+            "journal": self._journal_watch(),
         }
         for name, coro in loops.items():
             self.supervisor.start(coro, name)
@@ -145,6 +159,12 @@ class Worker:
             await asyncio.gather(main, return_exceptions=True)
             await self._shutdown(completed)
         return completed
+
+    async def _journal_watch(self) -> None:
+        """A journal that can no longer be written stops the worker even when nothing
+        is waiting on a commit at that moment."""
+        failure = await self.journal.failed()
+        self.supervisor.fail(f"journal: {failure}")
 
     async def _main(self, recovered: Recovered) -> bool:
         self._resume(recovered)
@@ -177,7 +197,13 @@ class Worker:
         self.repaired = shards.repaired
         for repair in shards.repaired:
             log.warning("repaired torn output shard: %s", repair)
-        writer = ShardWriter(self.out_dir, self.spec.name, self.spec.shard_records, shards.shards)
+        writer = ShardWriter(
+            self.out_dir,
+            self.spec.name,
+            self.spec.shard_records,
+            shards.shards,
+            durable=self.spec.durability != "off",
+        )
         self.book = OriginBook(writer, self.journal, self.spec.window)
         self.book.restore(state.admitted, shards)
         self.held = {
@@ -240,6 +266,7 @@ class Worker:
         """A newly admitted (or re-issued) task: journal it and start stepping it here."""
         task.next = self.router.first(task)
         self.held[task.id] = task
+        self._unsaved.add(task.id)
         self.journal.append(task_record(task))
         self._spawn(self._drive(task))
 
@@ -320,7 +347,12 @@ class Worker:
         return self._holds(task)
 
     def _holds(self, task: Task) -> bool:
-        return self.held.get(task.id) is task
+        """Whether ``task`` is still worth driving here. A copy of the same admission
+        (same token) that replaced it, or its record written by this origin, makes it
+        surplus; a copy of another admission does not (only the origin can tell which
+        admission is real, so both go on until one of them reaches it)."""
+        mine = self.held.get(task.id)
+        return mine is task or (mine is not None and mine.token != task.token)
 
     def _keeps(self, role: str) -> bool:
         return role in self.agents and (self.queued == 0 or not self.peers.hosts(role))
@@ -357,6 +389,9 @@ class Worker:
         if peer is None:
             self._spawn(self._drive(task), f"drive {task.id}")
         elif self._holds(task):
+            if task.id in self._unsaved:  # its admission must be durable before it leaves
+                await self.journal.commit()
+                self._unsaved.discard(task.id)
             await self.handoffs.send(task, peer[0], FrameType.TASK)
             self.stats.sent += 1
 
@@ -382,6 +417,7 @@ class Worker:
         self._spawn(self._drive(task), f"re-route {task.id}")
 
     def _complete(self, task: Task) -> None:
+        self._unsaved.discard(task.id)
         self.book.complete(task)
         self._release(task)
         self._check_origin_done()
@@ -415,7 +451,7 @@ class Worker:
     async def _accept(self, sender: str, task: Task) -> None:
         """Take a hand-off: journal it, commit, then ACK (so it can never be lost)."""
         key = key_of(task)
-        if key in self.seen or self._supersedes(task):
+        if key in self.seen or self._supersedes(task) or self._stale_here(task):
             self.stats.duplicates += 1
             await self.journal.commit()
             await self._ack(sender, key)
@@ -428,6 +464,11 @@ class Worker:
             await self.journal.commit()
             await self._ack(sender, key)
         await self._drive(task)
+
+    def _stale_here(self, task: Task) -> bool:
+        """One of this origin's own tasks that it can never write: already written, or of
+        an admission it does not know (issued by an incarnation whose journal was lost)."""
+        return task.origin == self.spec.name and not self.book.accepts(task)
 
     def _supersedes(self, task: Task) -> bool:
         """Whether this worker already drives a later attempt of the same admission."""

@@ -79,3 +79,11 @@ def test_a_single_file_and_gzip(tmp_path: Path) -> None:
 def test_no_match_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(DatasetError):
         input_fingerprint(str(tmp_path / "*.jsonl"))
+
+
+def test_unreadable_file_is_a_dataset_error_naming_it(tmp_path: Path) -> None:
+    # a real read error even as root: /proc/self/mem is a regular file that fails with EIO
+    (tmp_path / "a.jsonl").write_text('{"q": 1}\n')
+    (tmp_path / "b.jsonl").symlink_to("/proc/self/mem")
+    with pytest.raises(DatasetError, match=r"b\.jsonl cannot be read"):
+        input_fingerprint(str(tmp_path / "*.jsonl"))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from matrixhpc.data.readers import DatasetError, Row, RowError, count_rows, iter_rows
+from matrixhpc.data.readers import DatasetError, Row, RowError, count_rows, iter_rows, tally_rows
 
 
 def _jsonl(path: Path, rows: list[Any]) -> Path:
@@ -143,11 +143,14 @@ def test_count_rows_with_limit_zero(tmp_path: Path) -> None:
     assert count_rows(str(tmp_path / "a.jsonl"), 0) == 0
 
 
-def test_count_rows_counts_bad_rows_too_but_not_blank_lines(tmp_path: Path) -> None:
+def test_count_rows_counts_valid_rows_only_not_bad_or_blank_lines(tmp_path: Path) -> None:
     path = tmp_path / "a.jsonl"
-    path.write_text('{"a": 1}\n\n   \n{broken\n[1]\n{"a": 2}\n')
-    assert count_rows(str(path)) == 4
-    assert len(_rows(path)) == 4
+    path.write_text('{"a": 1}\n\n   \n{broken\n[1]\n{"a": 2}\n{"b": 3}\n')
+    assert count_rows(str(path)) == 3
+    assert count_rows(str(path), required=["a"]) == 2
+    assert count_rows(str(path), limit=3) == 1  # the limit counts bad rows, as admission does
+    assert tally_rows(str(path)) == (3, 2)
+    assert len(_rows(path)) == 5
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 7])

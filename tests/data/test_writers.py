@@ -1,13 +1,19 @@
-"""Output shards, the per-worker index, the error log and the manifest."""
+"""Output shards (and their durability), the per-worker index, the error log, the manifest."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from matrixhpc.data.manifest import ERRORS, MANIFEST, build_manifest, merge_errors
 from matrixhpc.data.writers import ERRORS_DIR, INDEX_DIR, ErrorLog, ShardWriter
+from matrixhpc.runtime.journal import Journal
 
 
 def _rec(i: int, status: str = "ok") -> dict[str, Any]:
@@ -190,3 +196,116 @@ def test_merge_errors_skips_blank_lines(tmp_path: Path) -> None:
     (tmp_path / ERRORS_DIR / "w0.jsonl").write_text('{"a": 1}\n')
     assert merge_errors(tmp_path) == 2
     assert (tmp_path / ERRORS).read_text() == '{"a": 1}\n{"b": 1}\n'
+
+
+# ------------------------------------------------------------- durability of rolled shards
+
+
+class FsyncSpy:
+    """Records (inode, size, thread) of every fsync, then does it for real."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[tuple[int, int, str]] = []
+        self._real = os.fsync
+        monkeypatch.setattr(os, "fsync", self)
+
+    def __call__(self, fd: int) -> None:
+        st = os.fstat(fd)
+        self.calls.append((st.st_ino, st.st_size, threading.current_thread().name))
+        self._real(fd)
+
+    def inodes(self) -> list[int]:
+        return [inode for inode, _, _ in self.calls]
+
+
+def test_a_shard_that_rolls_is_flushed_and_fsynced_before_it_is_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spy = FsyncSpy(monkeypatch)
+    w = ShardWriter(tmp_path, "w0", shard_records=2)
+    w.write(_rec(0))
+    w.write(_rec(1))
+    first = tmp_path / "part-w0-00000.jsonl"
+    assert first.stat().st_ino not in spy.inodes()  # still open: the journal's groups sync it
+    w.write(_rec(2))  # rolls
+    st = first.stat()
+    assert (st.st_ino, st.st_size) in [(i, s) for i, s, _ in spy.calls]  # all of it, on disk
+    assert st.st_size == len((tmp_path / "part-w0-00000.jsonl").read_bytes()) > 0
+    # the new shard's directory entry is durable too, before the journal vouches for it
+    assert spy.inodes().count(tmp_path.stat().st_ino) == 2  # one per shard created
+    w.close()
+    assert (tmp_path / "part-w0-00001.jsonl").stat().st_ino in spy.inodes()  # and on close
+
+
+def test_a_writer_that_is_not_durable_never_fsyncs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spy = FsyncSpy(monkeypatch)
+    w = ShardWriter(tmp_path, "w0", shard_records=1, durable=False)
+    for i in range(3):
+        w.write(_rec(i))
+    w.close()
+    assert spy.calls == [] and len(list(tmp_path.glob("part-*.jsonl"))) == 3
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_the_fd_lent_for_fsync_outlives_a_roll_and_is_closed_later(tmp_path: Path) -> None:
+    baseline = _open_fds()
+    w = ShardWriter(tmp_path, "w0", shard_records=1)
+    assert w.fileno() == -1  # nothing open yet
+    w.write(_rec(0))
+    lent = w.fileno()
+    first = (tmp_path / "part-w0-00000.jsonl").stat().st_ino
+    w.write(_rec(1))  # rolls: part 0 is closed by the writer...
+    w.write(_rec(2))  # ...and a third file opened: it must not get the lent number's file
+    assert os.fstat(lent).st_ino == first  # ...but the lent fd still is part 0
+    os.fsync(lent)
+    for _ in range(5):  # the next groups: each returns the previous loan
+        again = w.fileno()
+    assert os.fstat(again).st_ino == (tmp_path / "part-w0-00002.jsonl").stat().st_ino
+    assert _open_fds() == baseline + 2  # the open shard and one loan, however many groups
+    w.close()
+    assert _open_fds() == baseline  # nothing leaked
+
+
+@pytest.mark.asyncio
+async def test_a_roll_while_the_journal_fsyncs_the_shard_does_not_close_it_underneath(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journal fsyncs ``writer.fileno()`` in a thread while the loop goes on writing."""
+    w = ShardWriter(tmp_path / "out", "w0", shard_records=1)
+    journal = Journal(tmp_path / "j", "batch", commit_interval=0.001)
+    journal.pre_write.append(w.flush)
+    journal.sync_fds.append(w.fileno)
+    inside, release = threading.Event(), threading.Event()
+    real = os.fsync
+    synced: list[int] = []
+
+    def fsync(fd: int) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            if not inside.is_set():
+                inside.set()  # the journal's thread holds the shard's fd: hold it there
+                release.wait(10)
+            synced.append(os.fstat(fd).st_ino)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    journal.open()
+    w.write(_rec(0))
+    journal.append(["done", "t0"])
+    group = asyncio.create_task(journal.commit())
+    assert await asyncio.to_thread(inside.wait, 10)
+    first = (tmp_path / "out" / "part-w0-00000.jsonl").stat().st_ino
+    w.write(_rec(1))  # rolls while the fsync thread holds part 0's fd
+    w.write(_rec(2))  # rolls again: a new file that could take the freed fd number
+    release.set()
+    await asyncio.wait_for(group, 10)  # the group succeeds...
+    assert synced[0] == first  # ...and synced the shard it was handed, not another
+    journal.append(["done", "t1"])
+    await journal.commit()
+    await journal.close()
+    w.close()
+    assert len(list((tmp_path / "out").glob("part-*.jsonl"))) == 3

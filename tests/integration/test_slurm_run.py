@@ -23,26 +23,33 @@ from matrixhpc.launch.slurm import sacct_states, squeue_states
 
 pytestmark = pytest.mark.slurm
 
-SLURM = [
-    "--slurm",
-    "slurm.bind_host=127.0.0.1",
+RESOURCES = [
     "slurm.servers.cpus=1",
     "slurm.workers.cpus=1",
     "slurm.servers.time=20",
     "slurm.workers.time=20",
 ]
+# the default slurm.bind_host ("*": every interface, the advertised host is the node's name)
+DEFAULTS = ["--slurm", *RESOURCES]
+SLURM = ["--slurm", "slurm.bind_host=127.0.0.1", *RESOURCES]
 
 
 def _slurm_run(
-    tmp_path: Path, dataset: Path, latency: float, run_dir: Path, *args: str
+    tmp_path: Path,
+    dataset: Path,
+    latency: float,
+    run_dir: Path,
+    *args: str,
+    launcher: list[str] = SLURM,
 ) -> subprocess.CompletedProcess[str]:
     """``matrixhpc run --slurm`` of the dialogue workflow, to the end (or detached)."""
     cfg = dialogue_config(tmp_path, dataset, latency)
-    return matrixhpc("run", str(cfg), *SLURM, *args, "--run-dir", str(run_dir), timeout=600)
+    return matrixhpc("run", str(cfg), *launcher, *args, "--run-dir", str(run_dir), timeout=600)
 
 
 def _jobs(run_dir: Path) -> dict[str, Any]:
-    return json.loads((run_dir / "slurm" / "jobs.json").read_text())
+    jobs: dict[str, Any] = json.loads((run_dir / "slurm" / "jobs.json").read_text())
+    return jobs
 
 
 def _all_ids(run_dir: Path) -> list[str]:
@@ -60,8 +67,10 @@ def _settled(job_ids: list[str]) -> dict[str, str]:
 def test_full_slurm_run_every_job_completed(
     slurm_cluster: Path, tmp_path: Path, dataset: Path
 ) -> None:
+    """With the default bind host, as a user would run it: servers and workers listen on
+    every interface and advertise the node's name, whichever address family it resolves to."""
     run_dir = tmp_path / "run"
-    proc = _slurm_run(tmp_path, dataset, 0.002, run_dir, "dataset.trials=4")
+    proc = _slurm_run(tmp_path, dataset, 0.002, run_dir, "dataset.trials=4", launcher=DEFAULTS)
     assert proc.returncode == 0, proc.stderr
     assert_complete(records(run_dir), 200)
     states = _settled(_all_ids(run_dir))

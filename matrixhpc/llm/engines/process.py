@@ -11,22 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import aiohttp
 
+from .listen import free_port as free_port  # re-exported: tests and benchmarks use it
+
 
 class ServerFailed(RuntimeError):
     """The engine process died or never became healthy."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host if host not in ("0.0.0.0", "*") else "", 0))
-        return int(sock.getsockname()[1])
 
 
 def log_tail(path: Path, lines: int = 25) -> str:

@@ -9,8 +9,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import aiohttp
+from yarl import URL
 
 from .base import ExchangeFailed
+
+
+def _without_credentials(url: str) -> str:
+    return str(URL(url).with_user(None)) if "@" in url else url
+
+
+def _target(url: str, headers: Mapping[str, str]) -> str:
+    """The URL to request. Credentials in it become Basic auth (aiohttp's own rule) unless
+    the caller sets ``Authorization``, which wins, as in the lean client (aiohttp itself
+    would refuse the request: it will not combine the two)."""
+    if any(k.lower() == "authorization" for k in headers):
+        return _without_credentials(url)
+    return url
 
 
 class AiohttpClient:
@@ -27,7 +41,10 @@ class AiohttpClient:
     ) -> tuple[int, bytes]:
         try:
             async with self._session.post(
-                url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+                _target(url, headers),
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout),
             ) as resp:
                 return resp.status, await resp.read()
         except OSError:  # aiohttp.ClientOSError: refused / reset
@@ -39,10 +56,10 @@ class AiohttpClient:
         """GET a text page (metrics); a non-200 answer is an :class:`ExchangeFailed`."""
         try:
             async with self._session.get(
-                url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+                _target(url, headers), headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
             ) as resp:
                 if resp.status != 200:
-                    raise ExchangeFailed(f"HTTP {resp.status} from {url}")
+                    raise ExchangeFailed(f"HTTP {resp.status} from {_without_credentials(url)}")
                 return await resp.text()
         except OSError:
             raise

@@ -3,33 +3,50 @@
 Why by hand: with a zero-latency engine, aiohttp's request machinery (URL
 objects, header multidicts, tracing hooks, stream readers, timers) was half of
 the framework's CPU per hop. An LLM replica on a cluster is a known kind of
-peer — one host, one path, JSON in and out, a ``Content-Length`` or chunked
-answer — so a pool of keep-alive connections with ``httptools`` (the C parser
-uvicorn uses) doing the parsing does the same exchange for about half the CPU
-(``benchmarks/llm_client.py``). Everything else (HTTPS, proxies) goes through
-aiohttp.
+peer — one host, one path, JSON in and out — so a pool of keep-alive connections
+with ``httptools`` (the C parser uvicorn uses) doing the parsing does the same
+exchange for about half the CPU (``benchmarks/llm_client.py``). Everything else
+(HTTPS, proxies) goes through aiohttp.
+
+What it must get right, as aiohttp does:
+
+* A POST is never resent by the transport once any of it was written: the server
+  may have read it (and, for an LLM, be generating), so "the connection broke
+  before an answer" is an :class:`ExchangeFailed` and the LLM client's retry policy
+  decides. Only a pooled connection already known to be closed is skipped, and
+  pooled connections idle longer than :data:`MAX_IDLE` are not reused, so a
+  server's keep-alive timeout (uvicorn: 5 s) rarely closes one under a request.
+* A body is delimited by ``Content-Length``, chunked encoding, or (neither) the
+  server closing the connection after it.
+* ``http://user:pass@host/`` sends ``Host: host`` and the credentials as Basic
+  ``Authorization``, unless the caller sets ``Authorization`` itself (it wins).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Mapping
 from typing import cast
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httptools
 
 from .base import ExchangeFailed
 
+MAX_IDLE = 4.0  # seconds a pooled connection may sit unused and still be reused
 
-class _StaleConnection(Exception):
-    """A pooled connection the server had closed before answering: try a new one."""
+
+def _basic_auth(username: str, password: str | None) -> str:
+    """``Authorization`` for URL credentials (percent-decoded, as aiohttp does)."""
+    pair = f"{unquote(username)}:{unquote(password or '')}".encode()
+    return "Basic " + base64.b64encode(pair).decode("ascii")
 
 
 class _Target:
     """Where a URL goes and the constant part of every request to it."""
 
-    __slots__ = ("head", "host", "idle", "port")
+    __slots__ = ("auth", "head", "host", "idle", "port")
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
@@ -40,8 +57,17 @@ class _Target:
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
-        self.head = f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n".encode("latin-1")
+        authority = parts.netloc.rpartition("@")[2]  # never the userinfo
+        self.head = f"POST {path} HTTP/1.1\r\nHost: {authority}\r\n".encode("latin-1")
+        auth = _basic_auth(parts.username, parts.password) if parts.username is not None else ""
+        self.auth = f"Authorization: {auth}\r\n".encode("latin-1") if auth else b""
         self.idle: list[_Connection] = []
+
+    def header_lines(self, headers: Mapping[str, str]) -> bytes:
+        lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode("latin-1")
+        if self.auth and not any(k.lower() == "authorization" for k in headers):
+            return self.auth + lines
+        return lines
 
 
 class _Connection(asyncio.Protocol):
@@ -53,7 +79,10 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future[tuple[int, bytes, bool]] | None = None
         self.chunks: list[bytes] = []
         self.received = False  # any byte of the current answer
+        self.headers_done = False
+        self.framed = False  # Content-Length or Transfer-Encoding: not ended by close
         self.closed = False
+        self.idle_since = 0.0
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -70,24 +99,37 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if not self.received:
-            self._fail(_StaleConnection())
+        if self.waiter is None:
+            return
+        if exc is None and self.headers_done and not self.framed:
+            self._complete(keep=False)  # a close-delimited body ends here, complete
+        elif not self.received:
+            self._fail(ExchangeFailed("server closed the connection without answering"))
         else:
             self._fail(ExchangeFailed(f"server disconnected mid-response: {exc or 'EOF'}"))
 
     # -- httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) in (14, 17) and name.lower() in (b"content-length", b"transfer-encoding"):
+            self.framed = True
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
 
     def on_message_complete(self) -> None:
+        self._complete(bool(self.parser.should_keep_alive()))
+
+    # -- ours
+    def _complete(self, keep: bool) -> None:
         waiter, self.waiter = self.waiter, None
         body = b"".join(self.chunks)
         self.chunks = []
         if waiter is not None and not waiter.done():
-            keep = bool(self.parser.should_keep_alive())
             waiter.set_result((self.parser.get_status_code(), body, keep))
 
-    # -- ours
     def _fail(self, exc: Exception) -> None:
         waiter, self.waiter = self.waiter, None
         if waiter is not None and not waiter.done():
@@ -97,9 +139,8 @@ class _Connection(asyncio.Protocol):
         return not self.closed and self.transport is not None and not self.transport.is_closing()
 
     async def exchange(self, request: bytes) -> tuple[int, bytes, bool]:
-        if self.transport is None:
-            raise _StaleConnection()
-        self.received = False
+        assert self.transport is not None  # connected before any exchange
+        self.received = self.headers_done = self.framed = False
         self.chunks = []
         self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(request)
@@ -114,7 +155,8 @@ class _Connection(asyncio.Protocol):
 class LeanClient:
     """Keep-alive pools per URL; a connection is reused only after a complete answer."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_idle: float = MAX_IDLE) -> None:
+        self.max_idle = max_idle
         self._targets: dict[str, _Target] = {}
         self._open: set[_Connection] = set()
 
@@ -124,35 +166,27 @@ class LeanClient:
         target = self._targets.get(url)
         if target is None:
             target = self._targets[url] = _Target(url)
-        lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         request = b"%b%bContent-Length: %d\r\n\r\n%b" % (
             target.head,
-            lines.encode("latin-1"),
+            target.header_lines(headers),
             len(body),
             body,
         )
         async with asyncio.timeout(timeout):
-            return await self._send(target, request)
-
-    async def _send(self, target: _Target, request: bytes) -> tuple[int, bytes]:
-        """On a pooled connection if one is open; once more on a new one if it was stale."""
-        conn = self._pooled(target)
-        if conn is not None:
-            try:
-                return await self._exchange(target, conn, request)
-            except _StaleConnection:
-                pass
-        conn = await self._connect(target)
-        try:
+            conn = self._pooled(target) or await self._connect(target)
             return await self._exchange(target, conn, request)
-        except _StaleConnection:
-            raise ExchangeFailed("server closed the connection without answering") from None
 
     def _pooled(self, target: _Target) -> _Connection | None:
+        """The most recently used idle connection that is open and not too old to trust.
+
+        Nothing is written to a connection known to be closed, so a request is never
+        sent twice: what fails after writing fails to the caller."""
+        oldest = asyncio.get_running_loop().time() - self.max_idle
         while target.idle:
             conn = target.idle.pop()
-            if conn.usable():
+            if conn.usable() and conn.idle_since >= oldest:
                 return conn
+            conn.close()
             self._open.discard(conn)
         return None
 
@@ -172,6 +206,7 @@ class LeanClient:
             self._open.discard(conn)
             raise
         if keep and conn.usable():
+            conn.idle_since = asyncio.get_running_loop().time()
             target.idle.append(conn)
         else:
             conn.close()

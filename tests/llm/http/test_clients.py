@@ -7,6 +7,9 @@ the bytes it needs (chunked, ``Connection: close``, garbage, half an answer).
 from __future__ import annotations
 
 import asyncio
+import base64
+import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -41,6 +44,10 @@ class Server:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1/chat/completions"
+
+    def head(self, n: int) -> str:
+        """The request line and headers of the n-th request (1-based)."""
+        return self.requests[n - 1].split(b"\r\n\r\n")[0].decode()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -214,3 +221,126 @@ async def test_pooled_http_routes_by_scheme_and_env(
     assert await general.post(srv.url, b"2", HEADERS, 5) == (200, b"2")
     assert general._lean is None and general._general is not None
     await general.close()
+
+
+async def _read_then_hang_up(w: asyncio.StreamWriter, reset: bool) -> None:
+    """The server read the whole request (it may be generating), then the connection
+    goes: a clean close, or a reset (the process was killed with data unread)."""
+    if reset:
+        sock = w.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        w.transport.abort()
+    else:
+        w.close()
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
+async def test_a_post_the_server_read_is_never_resent(
+    serve: ServerFactory, client: HTTPClient, reset: bool
+) -> None:
+    """On a pooled connection too: the transport must not repeat a request that may have
+    been processed; the caller's retry policy decides."""
+
+    async def second_is_read_then_dropped(n: int, body: bytes, w: asyncio.StreamWriter) -> None:
+        if n == 2:
+            await _read_then_hang_up(w, reset)
+        else:
+            w.write(ok(body))
+
+    srv = await serve(second_is_read_then_dropped)
+    assert await client.post(srv.url, b"first", HEADERS, 5) == (200, b"first")
+    with pytest.raises((ExchangeFailed, OSError)):
+        await client.post(srv.url, b"second", HEADERS, 5)
+    assert [r.endswith(b"second") for r in srv.requests] == [False, True], "sent exactly once"
+    assert await client.post(srv.url, b"third", HEADERS, 5) == (200, b"third")
+
+
+async def test_a_clean_close_without_an_answer_is_an_exchange_failure(
+    serve: ServerFactory, client: HTTPClient
+) -> None:
+    async def read_then_close(n: int, body: bytes, w: asyncio.StreamWriter) -> None:
+        w.close()
+
+    srv = await serve(read_then_close)
+    with pytest.raises(ExchangeFailed):
+        await client.post(srv.url, b"x", HEADERS, 5)
+    assert len(srv.requests) == 1
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.0"])
+@pytest.mark.parametrize("payload", [b'{"ok": true}', b""], ids=["body", "empty"])
+async def test_close_delimited_answer(
+    serve: ServerFactory, client: HTTPClient, version: str, payload: bytes
+) -> None:
+    """No Content-Length and not chunked: the body is everything up to the close."""
+
+    async def until_close(n: int, body: bytes, w: asyncio.StreamWriter) -> None:
+        w.write(f"HTTP/{version} 200 OK\r\nContent-Type: application/json\r\n\r\n".encode())
+        w.write(payload)
+        await w.drain()
+        w.close()
+
+    srv = await serve(until_close)
+    for _ in range(2):
+        assert await client.post(srv.url, b"{}", HEADERS, 5) == (200, payload)
+    assert srv.connections == 2, "a close-delimited connection is never reused"
+
+
+async def test_lean_takes_a_reset_during_a_close_delimited_body_as_a_failure(
+    serve: ServerFactory,
+) -> None:
+    """Only a clean close ends a close-delimited body; a reset may have cut it short.
+    (aiohttp accepts what it got: lean-only, stricter than the shared contract.)"""
+
+    async def until_reset(n: int, body: bytes, w: asyncio.StreamWriter) -> None:
+        w.write(b'HTTP/1.1 200 OK\r\n\r\n{"partial')
+        await w.drain()
+        await _read_then_hang_up(w, reset=True)
+
+    srv = await serve(until_reset)
+    lean = LeanClient()
+    try:
+        with pytest.raises(ExchangeFailed):
+            await lean.post(srv.url, b"{}", HEADERS, 5)
+    finally:
+        await lean.close()
+
+
+def _credentials_url(srv: Server) -> str:
+    return f"http://us%40er:p%3Ass@127.0.0.1:{srv.port}/v1/chat/completions"
+
+
+async def test_url_credentials_become_basic_auth_not_part_of_host(
+    serve: ServerFactory, client: HTTPClient
+) -> None:
+    srv = await serve(echo)
+    plain = {"Content-Type": "application/json"}
+    assert await client.post(_credentials_url(srv), b"1", plain, 5) == (200, b"1")
+    head = srv.head(1)
+    assert f"\r\nHost: 127.0.0.1:{srv.port}\r\n" in head
+    assert "us%40er" not in head and "p%3Ass" not in head
+    basic = base64.b64encode(b"us@er:p:ss").decode()
+    assert f"\r\nAuthorization: Basic {basic}" in head
+
+
+async def test_an_explicit_authorization_header_wins_over_url_credentials(
+    serve: ServerFactory, client: HTTPClient
+) -> None:
+    srv = await serve(echo)
+    assert await client.post(_credentials_url(srv), b"1", HEADERS, 5) == (200, b"1")
+    head = srv.head(1)
+    assert head.lower().count("\r\nauthorization:") == 1
+    assert "Authorization: Bearer k" in head and "us%40er" not in head
+
+
+async def test_lean_does_not_reuse_a_connection_idle_past_max_idle(serve: ServerFactory) -> None:
+    """A server closes idle keep-alive connections after its own timeout; one that might
+    be closing under the next request is dropped instead of written to."""
+    srv = await serve(echo)
+    lean = LeanClient(max_idle=0.0)
+    try:
+        for i in range(3):
+            assert await lean.post(srv.url, b"%d" % i, HEADERS, 5) == (200, b"%d" % i)
+    finally:
+        await lean.close()
+    assert srv.connections == 3

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from ..listen import listen_sockets
 from .engine import EngineClosed, SimEngine
 from .profiles import SimProfile
 from .requests import (
@@ -183,15 +184,23 @@ async def start_server(
     """Serve ``app``; returns the runner (``await runner.cleanup()`` to stop) and the bound
     port (``port=0`` picks a free one).
 
+    Listens on every address ``host`` resolves to (a wildcard: every IPv4 and IPv6
+    address), all on the one port that is advertised (:func:`..listen.listen_sockets`).
     Handler cancellation is on so that a client that disconnects mid-request frees its batch
     slot at once; the backlog is large because thousands of clients connect at the same time.
     """
+    socks = listen_sockets(host, port)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=5.0)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=4096)
-    await site.start()
-    bound = int(runner.addresses[0][1])
-    return runner, bound
+    try:
+        await runner.setup()
+        for sock in socks:
+            await web.SockSite(runner, sock, backlog=4096).start()
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        await runner.cleanup()
+        raise
+    return runner, int(socks[0].getsockname()[1])
 
 
 async def serve_forever(
