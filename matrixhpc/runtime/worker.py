@@ -36,6 +36,7 @@ from matrixhpc.errors import ResourceUnavailable
 from matrixhpc.llm.types import ChatClient
 from matrixhpc.routing import Router
 from matrixhpc.runtime.admission import slice_items, task_seed
+from matrixhpc.runtime.copies import still_current, supersedes
 from matrixhpc.runtime.handoff import Handoffs
 from matrixhpc.runtime.journal import Journal, JournalError
 from matrixhpc.runtime.liveness import Liveness
@@ -63,6 +64,12 @@ log = logging.getLogger(__name__)
 
 PEER_POLL = (0.2, 5.0)  # a task waiting for a worker hosting its role: first and last poll
 AUDIT_INTERVAL = 5.0  # seconds between liveness audits
+RENEW_EVERY = 30.0  # seconds between lease renewals, at most (a quarter lease when shorter)
+
+
+def renew_interval(lease: float) -> float:
+    """How often a worker tells origins which of their tasks it is driving."""
+    return min(lease / 4, RENEW_EVERY)
 # the worker's, not the task's: stop resumably. An OSError here comes from the journal or
 # the output shard (an agent's own errors are its step's, see run_step)
 FAULTS = (ResourceUnavailable, JournalError, OSError)
@@ -280,7 +287,7 @@ class Worker:
         renewed_at = time.monotonic()
         while True:
             await asyncio.sleep(min(5.0, self.spec.lease / 4))
-            if time.monotonic() - renewed_at >= self.spec.lease / 4:
+            if time.monotonic() - renewed_at >= renew_interval(self.spec.lease):
                 renewed_at = time.monotonic()
                 await self._renew_leases()
             for expired in self.book.expired(self.spec.lease, self.held):
@@ -347,12 +354,8 @@ class Worker:
         return self._holds(task)
 
     def _holds(self, task: Task) -> bool:
-        """Whether ``task`` is still worth driving here. A copy of the same admission
-        (same token) that replaced it, or its record written by this origin, makes it
-        surplus; a copy of another admission does not (only the origin can tell which
-        admission is real, so both go on until one of them reaches it)."""
-        mine = self.held.get(task.id)
-        return mine is task or (mine is not None and mine.token != task.token)
+        """Whether ``task`` is still worth driving here (:mod:`copies`)."""
+        return still_current(self.held.get(task.id), task)
 
     def _keeps(self, role: str) -> bool:
         return role in self.agents and (self.queued == 0 or not self.peers.hosts(role))
@@ -451,7 +454,7 @@ class Worker:
     async def _accept(self, sender: str, task: Task) -> None:
         """Take a hand-off: journal it, commit, then ACK (so it can never be lost)."""
         key = key_of(task)
-        if key in self.seen or self._supersedes(task) or self._stale_here(task):
+        if key in self.seen or supersedes(self.held.get(task.id), task) or self._stale_here(task):
             self.stats.duplicates += 1
             await self.journal.commit()
             await self._ack(sender, key)
@@ -469,11 +472,6 @@ class Worker:
         """One of this origin's own tasks that it can never write: already written, or of
         an admission it does not know (issued by an incarnation whose journal was lost)."""
         return task.origin == self.spec.name and not self.book.accepts(task)
-
-    def _supersedes(self, task: Task) -> bool:
-        """Whether this worker already drives a later attempt of the same admission."""
-        mine = self.held.get(task.id)
-        return mine is not None and mine.token == task.token and mine.attempt > task.attempt
 
     async def _accept_return(self, sender: str, task: Task) -> None:
         """A finished task back at its origin: write it once, commit, then ACK."""

@@ -22,7 +22,7 @@ from conftest import (
     write_dataset,
 )
 
-from matrixhpc.codec import FrameType, encode_task
+from matrixhpc.codec import FrameType, encode_ack, encode_task
 from matrixhpc.launch.process import pid_alive
 from matrixhpc.runtime.transport import CurveKeys
 from matrixhpc.task import Task
@@ -42,6 +42,20 @@ def _garbage_frames() -> list[bytes]:
     frames += [bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 300))) for _ in range(200)]
     forged = Task(id="r0-t0", seed=1, row={}, origin="w000", next="__end__", status="ok")
     frames.append(encode_task(forged, FrameType.RETURN))  # a duplicate return: must not be written
+    # a member forging hand-offs with real ids (and ACKs for them): without the admission's
+    # token they must neither strand the real tasks (dedup keys) nor be written
+    for i in range(200):
+        fake = Task(
+            id=f"r{i % 50}-t{i % 4}",
+            seed=1,
+            row={},
+            origin=f"w00{i % 2}",
+            next=["student", "extractor", "__end__"][i % 3],
+            hop=i % 7,
+            token=rng.getrandbits(62) | 1,
+        )
+        frames.append(encode_task(fake, FrameType.TASK, "w001"))
+        frames.append(encode_ack(fake.id, fake.token, 0, fake.hop))
     return frames
 
 
@@ -74,8 +88,9 @@ def test_garbage_frames_do_not_stop_the_run(tmp_path: Path, dataset: Path) -> No
     recs = records(run_dir)
     assert_complete(recs, 200)
     status = json.loads((run_dir / "status" / "w000.json").read_text())
-    assert status["dropped_frames"] >= len(frames) - 1 - 10  # random bytes may hit a valid tag
-    assert status["dropped_frames"] <= len(frames), "the outsider's frames must not arrive"
+    garbage = len(frames) - 400  # the forged TASK/ACK frames decode: they are not "dropped"
+    assert status["dropped_frames"] >= garbage - 1 - 10  # random bytes may hit a valid tag
+    assert status["dropped_frames"] <= garbage, "the outsider's frames must not arrive"
     forged = [r for r in recs if r["id"] == "r0-t0"]
     assert len(forged) == 1 and forged[0]["history"], "the forged empty return must not win"
 
