@@ -6,6 +6,7 @@ and from the worker (which should not know how roles are declared).
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from matrixhpc.rundir import RunDir
 from matrixhpc.runtime.registry import Registry, read_json
 from matrixhpc.runtime.spec import WorkerSpec
 from matrixhpc.runtime.worker import Worker
+
+log = logging.getLogger(__name__)
 
 
 def build_agent(name: str, role: RoleConfig, cfg: RunConfig) -> Agent:
@@ -154,7 +157,10 @@ async def run_worker(run_dir: Path, index: int) -> bool:
     finally:
         await client.close()
     if completed and index == 0:  # whoever launched the run may be gone (Slurm, detached)
-        write_manifest(rd, cfg, "finished")
+        try:
+            write_manifest(rd, cfg, "finished")
+        except OSError as exc:  # a full disk: the records are safe; a resume writes it
+            log.error("cannot write the manifest: %s", exc)
     return completed
 
 

@@ -22,6 +22,12 @@ SUMMED = (
     "sent",
     "received",
     "dropped_frames",
+    "duplicates",
+    "reissued",
+    "renewed",
+    "redriven",
+    "resent",
+    "rerouted",
     "tokens_in",
     "tokens_out",
     "row_errors",
@@ -109,6 +115,34 @@ def journal_error(worker: dict[str, Any]) -> str | None:
     return str(error) if error else None
 
 
+def _health_lines(status: RunStatus) -> list[str]:
+    """What went wrong or is being waited for: faults that stopped a worker, journal
+    errors, tasks waiting for a role's workers, and the recovery counters."""
+    lines: list[str] = []
+    for w in status.workers:
+        name = w.get("worker", "?")
+        if (error := journal_error(w)) is not None:
+            lines.append(f"journal error on {name}: {error}")
+        if w.get("fault"):
+            lines.append(f"{name} stopped (resumable): {w['fault']}")
+    waiting: dict[str, int] = {}
+    for w in status.workers:
+        for role, n in (w.get("waiting_for_role") or {}).items():
+            waiting[role] = waiting.get(role, 0) + int(n)
+    lines += [
+        f"{n} task(s) waiting for a live worker hosting {r!r}" for r, n in waiting.items() if n
+    ]
+    t = status.totals
+    if t.get("redriven"):
+        lines.append(f"liveness audit re-drove {int(t['redriven'])} stranded task(s): see logs/")
+    lines.append(
+        f"recovery: reissued={int(t.get('reissued', 0))} resent={int(t.get('resent', 0))}"
+        f" rerouted={int(t.get('rerouted', 0))} duplicates={int(t.get('duplicates', 0))}"
+        f" dropped_frames={int(t.get('dropped_frames', 0))}"
+    )
+    return lines
+
+
 def _fmt_eta(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -137,11 +171,7 @@ def render(status: RunStatus) -> str:
             f"{w.get('failed', 0):>5} {w.get('in_flight', 0):>5} {w.get('active', 0):>5} "
             f"{w.get('queued', 0):>5} {w.get('steps', 0):>7} {w.get('tokens_per_s', 0):>7.0f}"
         )
-    lines += [
-        f"journal error on {w.get('worker', '?')}: {error}"
-        for w in status.workers
-        if (error := journal_error(w)) is not None
-    ]
+    lines += _health_lines(status)
     lines += [
         "",
         f"{'role':12} {'steps':>8} {'tok in':>10} {'tok out':>10} {'avg s':>7} {'errors':>6}",

@@ -58,3 +58,24 @@ def test_a_failing_journal_is_named(tmp_path: Path) -> None:
     assert [line for line in lines if "journal error" in line] == [
         f"journal error on w001: {error}"
     ]
+
+
+def test_faults_waiting_tasks_and_recovery_counters_are_shown(tmp_path: Path) -> None:
+    (tmp_path / "status").mkdir()
+    workers = {
+        "w000": {"fault": "ServiceUnavailable: service 'llm' unavailable", "reissued": 2},
+        "w001": {"waiting_for_role": {"judge": 3}, "redriven": 1, "resent": 4},
+        "w002": {"waiting_for_role": {"judge": 2, "student": 0}, "dropped_frames": 9},
+    }
+    for name, extra in workers.items():
+        worker = {**_worker(name, 1, {}), **extra}
+        (tmp_path / "status" / f"{name}.json").write_text(json.dumps(worker))
+    lines = render(read_status(tmp_path)).splitlines()
+    assert "w000 stopped (resumable): ServiceUnavailable: service 'llm' unavailable" in lines
+    assert "5 task(s) waiting for a live worker hosting 'judge'" in lines
+    assert not any("hosting 'student'" in line for line in lines)
+    assert "liveness audit re-drove 1 stranded task(s): see logs/" in lines
+    assert any(
+        line.startswith("recovery: reissued=2 resent=4") and "dropped_frames=9" in line
+        for line in lines
+    )

@@ -22,6 +22,7 @@ from matrixhpc.config import RunConfig
 from matrixhpc.data.manifest import build_manifest
 from matrixhpc.launch.completion import forget_workers, run_finished, worker_name
 from matrixhpc.launch.console import say, use_log
+from matrixhpc.launch.diagnosis import exit_reason
 from matrixhpc.launch.process import (
     Child,
     identity,
@@ -119,30 +120,40 @@ class LocalLauncher:
             signal.signal(sig, _already_stopping)
         stop(self.children)
         run = read_json(self.rd.root / "run.json") or {}
-        manifest = build_manifest(
-            self.rd.output,
-            name=self.cfg.name,
-            config_hash=self.cfg.fingerprint(),
-            input_fingerprint=run.get("input_fingerprint"),
-            state=state,
-        )
+        try:
+            manifest = build_manifest(
+                self.rd.output,
+                name=self.cfg.name,
+                config_hash=self.cfg.fingerprint(),
+                input_fingerprint=run.get("input_fingerprint"),
+                state=state,
+            )
+        except OSError as exc:  # e.g. a full disk: resume writes it later
+            say(f"[matrixhpc] cannot write the manifest: {exc}")
+            manifest = {"records": None}
         self._record(state=state, finished=time.time(), records=manifest["records"])
 
     def _record(self, **fields: Any) -> None:
-        record_run(self.rd, self.cfg, "local", **fields)
+        """Update run.json; a write that fails (a full disk) is said, never fatal: the run's
+        processes are what matter, and the next write or a resume catches up."""
+        try:
+            record_run(self.rd, self.cfg, "local", **fields)
+        except OSError as exc:
+            say(f"[matrixhpc] cannot update {self.rd.root / 'run.json'}: {exc}")
 
     def _save_pids(self) -> None:
         """Who to stop later (``matrixhpc stop``, ``resume``): host, PIDs and start times."""
         children = [{"name": c.name, "kind": c.kind, **identity(c.pid)} for c in self.children]
-        atomic_write_json(
-            self.rd.pids,
-            {
-                "host": socket.gethostname(),
-                "launcher": os.getpid(),
-                "launcher_start": identity(os.getpid())["start"],
-                "children": children,
-            },
-        )
+        pids = {
+            "host": socket.gethostname(),
+            "launcher": os.getpid(),
+            "launcher_start": identity(os.getpid())["start"],
+            "children": children,
+        }
+        try:
+            atomic_write_json(self.rd.pids, pids)
+        except OSError as exc:
+            say(f"[matrixhpc] cannot update {self.rd.pids}: {exc}")
 
     # ---------------------------------------------------------------- services
 
@@ -208,8 +219,10 @@ class LocalLauncher:
             if used >= self.cfg.workers.restarts:
                 self._check_alive("worker")
             self._restarts[child.name] = used + 1
+            reason = exit_reason(self.rd.root, child.name)
             say(
-                f"\n[matrixhpc] worker {child.name} exited with code {code}; restarting it "
+                f"\n[matrixhpc] worker {child.name} exited with code {code}"
+                f"{f' ({reason})' if reason else ''}; restarting it "
                 f"({used + 1}/{self.cfg.workers.restarts})"
             )
             self.children[n] = self._spawn_worker(int(child.group))
@@ -257,8 +270,10 @@ class LocalLauncher:
         for child in self.children:
             code = child.exited()
             if child.kind == kind and code is not None and (kind == "service" or code != 0):
+                reason = exit_reason(self.rd.root, child.name) if kind == "worker" else ""
                 raise LaunchError(
-                    f"{kind} {child.name} exited with code {code}{phase}; "
+                    f"{kind} {child.name} exited with code {code}{phase}"
+                    f"{f' ({reason})' if reason else ''}; "
                     f"last lines of {child.log}:\n{tail(child.log)}"
                 )
 
