@@ -138,7 +138,7 @@ class WorkersConfig(Strict):
     commit_interval: float = duration(0.005, "per group commit", zero_ok=True, high=60.0)
     journal_segment_mb: int = integer(64, 1, 4096, "MiB per journal segment")
     lease: float = duration(
-        600.0, "origin re-issues a task nobody reported moving for this long (doubled per attempt)"
+        300.0, "origin re-issues a task nobody reported moving for this long (doubled per attempt)"
     )
     max_attempts: int = integer(3, 1, 100, "attempts of a task before it is recorded failed")
     stall_warning: float = duration(

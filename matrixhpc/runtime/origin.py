@@ -82,11 +82,10 @@ class OriginBook:
         """After a restart: what was written (from the shards) and what is still out."""
         self.written = set(shards.ids)
         self.ok, self.failed = shards.count("ok"), shards.count("failed")
-        now = self.clock()  # a restarted origin gives every task out a full lease again
         for task_id, admission in admitted.items():
             if task_id not in self.written:
                 self.in_flight[task_id] = admission
-                self.heard[task_id] = now
+        self.hear_all()  # a restarted origin gives every task out a full lease again
         self.window.take(len(self.in_flight))
         self.admitted = len(self.written) + len(self.in_flight)
 
@@ -111,6 +110,12 @@ class OriginBook:
     def _issued(self, task_id: str, token: int, attempt: int) -> bool:
         admission = self.in_flight.get(task_id)
         return admission is not None and admission.token == token and attempt <= admission.attempt
+
+    def hear_all(self) -> None:
+        """Start every lease over (after a restart, or a pause of this process: reports
+        sent meanwhile may not have been read yet)."""
+        now = self.clock()
+        self.heard = dict.fromkeys(self.in_flight, now)
 
     def renew(self, task_id: str, token: int, attempt: int) -> bool:
         """A worker reports this attempt moving: its lease starts over."""

@@ -30,7 +30,7 @@ class WorkerSpec:
     durability: str = "batch"
     commit_interval: float = 0.005
     segment_bytes: int = 64 * 2**20
-    lease: float = 600.0
+    lease: float = 300.0
     max_attempts: int = 3
     ack_timeout: float = 10.0
     encrypt: bool = True

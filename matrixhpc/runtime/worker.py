@@ -204,6 +204,15 @@ class Worker:
         self.repaired = shards.repaired
         for repair in shards.repaired:
             log.warning("repaired torn output shard: %s", repair)
+        if state.records == 0 and shards.ids:
+            log.warning(
+                "journal %s is empty but %d records were written: it was lost. Unwritten tasks "
+                "are admitted again; tasks held here for other origins come back when their "
+                "leases expire (workers.lease = %gs)",
+                self.journal.dir,
+                len(shards.ids),
+                self.spec.lease,
+            )
         writer = ShardWriter(
             self.out_dir,
             self.spec.name,
@@ -285,8 +294,14 @@ class Worker:
         """Renew the leases of the tasks held here at their origins, and re-issue this
         origin's tasks that nobody has reported moving within their lease."""
         renewed_at = time.monotonic()
+        period = min(5.0, self.spec.lease / 4)
         while True:
-            await asyncio.sleep(min(5.0, self.spec.lease / 4))
+            slept = time.monotonic()
+            await asyncio.sleep(period)
+            if time.monotonic() - slept > period + self.spec.lease / 2:
+                # this process was stopped or suspended: the renewals sent meanwhile are
+                # still in its inbox, so nobody's silence can be judged yet
+                self.book.hear_all()
             if time.monotonic() - renewed_at >= renew_interval(self.spec.lease):
                 renewed_at = time.monotonic()
                 await self._renew_leases()
@@ -454,7 +469,9 @@ class Worker:
     async def _accept(self, sender: str, task: Task) -> None:
         """Take a hand-off: journal it, commit, then ACK (so it can never be lost)."""
         key = key_of(task)
-        if key in self.seen or supersedes(self.held.get(task.id), task) or self._stale_here(task):
+        stale = self._stale_here(task)
+        self.book.stale += stale
+        if stale or key in self.seen or supersedes(self.held.get(task.id), task):
             self.stats.duplicates += 1
             await self.journal.commit()
             await self._ack(sender, key)
@@ -537,7 +554,7 @@ class Worker:
             held=len(self.held),
             active=self.active,
             queued=self.queued,
-            duplicates_written=book.duplicates,
+            duplicate_returns=book.duplicates,
             stale=book.stale,
             reissued=book.reissued,
             renewed=self.renewed,

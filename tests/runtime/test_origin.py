@@ -233,6 +233,18 @@ async def test_a_renewed_lease_does_not_expire(make_book: MakeBook) -> None:
 
 
 @pytest.mark.asyncio
+async def test_after_a_pause_every_lease_starts_over(make_book: MakeBook) -> None:
+    clock = FakeClock()
+    book = make_book(clock=clock)
+    await book.admit(_task(1))
+    clock.now += 60.0  # this process was stopped: renewals wait unread in its inbox
+    book.hear_all()
+    assert book.expired(10.0, set()) == []
+    clock.now += 11.0
+    assert book.expired(10.0, set()) == ["t1"]
+
+
+@pytest.mark.asyncio
 async def test_each_attempt_waits_twice_as_long(make_book: MakeBook) -> None:
     clock = FakeClock()
     book = make_book(clock=clock)
