@@ -86,9 +86,13 @@ class Registry:
             pid=entry.get("pid", os.getpid()),
         )
         atomic_write_json(self.path(kind, name), entry)
+        if kind in self._scans:  # this process sees its own write at once, scan or not
+            self._scans[kind].entries[name] = entry
 
     def deregister(self, kind: str, name: str) -> None:
         self.path(kind, name).unlink(missing_ok=True)
+        if kind in self._scans:
+            self._scans[kind].entries.pop(name, None)
 
     def entries(self, kind: str, *, fresh: bool = False) -> dict[str, dict[str, Any]]:
         """Live entries of a kind, from a cached scan no older than ~scan_interval

@@ -256,3 +256,16 @@ async def test_heartbeat_survives_a_failed_write(tmp_path: Path) -> None:
         await beat
     entry = read_json(reg.path("workers", "w0"))
     assert entry is not None and entry["beat"] >= 2
+
+
+def test_a_process_sees_its_own_writes_without_a_scan(tmp_path: Path) -> None:
+    now = [1000.0]
+    reg = Registry(tmp_path / "registry", scan_interval=60.0, clock=lambda: now[0])
+    reg.register("workers", "w0", {"state": "running"})
+    assert reg.entries("workers")["w0"]["state"] == "running"  # the first scan
+    reg.register("workers", "w0", {"state": "done"})
+    reg.register("workers", "w1", {"state": "running"})
+    entries = reg.entries("workers")  # cached scan, no new listing
+    assert entries["w0"]["state"] == "done" and set(entries) == {"w0", "w1"}
+    reg.deregister("workers", "w1")
+    assert set(reg.entries("workers")) == {"w0"}
