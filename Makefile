@@ -40,8 +40,10 @@ slurm-status:
 test-slurm: install slurm-packages
 	$(BIN)/pytest -q -m slurm tests/integration $(PYTEST_ARGS)
 
+# ruff, then the import rules of DESIGN.md ([tool.importlinter] in pyproject.toml)
 lint: install
 	$(BIN)/ruff check matrixhpc tests benchmarks
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy

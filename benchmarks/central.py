@@ -31,9 +31,9 @@ from benchmarks.stepping import Stepper, event_loop_policy, make_tasks, route
 from matrixhpc.build import build_router
 from matrixhpc.codec import pack, task_from_wire, task_to_wire, unpack
 from matrixhpc.data.writers import ShardWriter
+from matrixhpc.files import atomic_write_json, read_json
 from matrixhpc.launch.process import Child, spawn
 from matrixhpc.rundir import RunDir
-from matrixhpc.runtime.registry import atomic_write_json, read_json
 from matrixhpc.runtime.stats import base_status
 from matrixhpc.task import Task
 

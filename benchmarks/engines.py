@@ -19,8 +19,8 @@ from matrixhpc.launch.process import Child, matrixhpc_argv, spawn, stop
 from matrixhpc.llm.engines.simulated import PROFILES
 from matrixhpc.llm.replicas import RegistryReplicaSource
 from matrixhpc.llm.types import ReplicaInfo
+from matrixhpc.registry import Registry
 from matrixhpc.rundir import RunDir
-from matrixhpc.runtime.registry import Registry
 
 SERVICE = "llm"
 

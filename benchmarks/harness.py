@@ -32,9 +32,9 @@ from benchmarks.metrics import (
 )
 from benchmarks.procs import ProcSampler
 from benchmarks.workflow import Placement, write_config
+from matrixhpc.files import read_json
 from matrixhpc.launch.process import Child, stop
 from matrixhpc.rundir import RunDir
-from matrixhpc.runtime.registry import read_json
 
 REPO = Path(__file__).resolve().parents[1]
 DESIGNS = ("p2p", "batch", "central")

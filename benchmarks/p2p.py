@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from matrixhpc.runtime.registry import read_json
+from matrixhpc.files import read_json
 
 REPO = Path(__file__).resolve().parents[1]
 

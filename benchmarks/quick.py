@@ -68,7 +68,7 @@ def prepare(args: argparse.Namespace, tasks: int) -> tuple[Bench, dict[str, Any]
 
 def stop_on_sigterm() -> None:
     """SIGTERM (timeout, kill) unwinds like Ctrl-C, so every started process is stopped."""
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
 
 
 def framework_bound(bench: Bench, placement: Placement, designs: list[str]) -> list[dict[str, Any]]:

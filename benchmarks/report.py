@@ -33,8 +33,9 @@ def table(runs: list[dict[str, Any]], header: bool = True) -> str:
     lines = []
     if header:
         lines.append(" ".join(t.rjust(w) for (_, t, _), w in zip(COLUMNS, widths, strict=True)))
-    for run in runs:
-        lines.append(" ".join(c.rjust(w) for c, w in zip(_cells(run), widths, strict=True)))
+    lines += [
+        " ".join(c.rjust(w) for c, w in zip(_cells(run), widths, strict=True)) for run in runs
+    ]
     return "\n".join(lines)
 
 

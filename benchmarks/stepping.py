@@ -20,12 +20,13 @@ from typing import Any
 from matrixhpc.agents.base import AgentContext
 from matrixhpc.build import build_agents, build_router, client_policies
 from matrixhpc.config import RunConfig
+from matrixhpc.files import atomic_write_json
 from matrixhpc.llm.client import LLMClient
 from matrixhpc.llm.replicas import RegistryReplicaSource
+from matrixhpc.registry import Registry
 from matrixhpc.routing import Router
 from matrixhpc.rundir import RunDir
 from matrixhpc.runtime.admission import slice_items
-from matrixhpc.runtime.registry import Registry, atomic_write_json
 from matrixhpc.runtime.stats import WorkerStats, base_status
 from matrixhpc.runtime.stepping import advance, run_step
 from matrixhpc.task import Task

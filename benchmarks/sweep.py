@@ -95,7 +95,7 @@ class Sweep:
     def workers(self) -> dict[str, Any]:
         counts = _ints(self.args.workers)
         placements = [Placement(self.args.workers_inflight, w) for w in counts]
-        runs = self.points(placements, lambda p: self.args.min_tasks)
+        runs = self.points(placements, lambda _p: self.args.min_tasks)
         return {"part": "workers", "inflight": self.args.workers_inflight, "runs": runs}
 
     def overhead(self) -> dict[str, Any]:
@@ -139,7 +139,7 @@ class Sweep:
         return {"part": "overhead", "bare_client_us_per_request": bare, "runs": runs}
 
 
-async def bare_client_cpu(bench: Bench, tasks: int) -> float:
+async def bare_client_cpu(bench: Bench, _tasks: int) -> float:
     """CPU microseconds per request of the runtime's bare HTTP transport with the workload's
     bodies, against the zero-latency engine (what the framework cannot avoid spending)."""
     from benchmarks.capacity import measure

@@ -9,22 +9,21 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 from matrixhpc.agents.base import Agent
 from matrixhpc.agents.llm import LLMAgent
 from matrixhpc.agents.python import PythonAgent
 from matrixhpc.config import RoleConfig, RoutingConfig, RunConfig
-from matrixhpc.data.manifest import build_manifest
+from matrixhpc.data.manifest import write_manifest
 from matrixhpc.imports import import_object
 from matrixhpc.llm.client import LLMClient
 from matrixhpc.llm.replicas import RegistryReplicaSource
 from matrixhpc.llm.types import ClientPolicy
+from matrixhpc.registry import Registry
 from matrixhpc.routing import FunctionRouter, GraphRouter, Router, SequentialRouter, graph_edges
 from matrixhpc.rundir import RunDir
-from matrixhpc.runtime.registry import Registry, read_json
+from matrixhpc.runtime.assemble import assemble_worker
 from matrixhpc.runtime.spec import WorkerSpec
-from matrixhpc.runtime.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +144,7 @@ async def run_worker(run_dir: Path, index: int) -> bool:
     _, roles = cfg.group_of(index)
     registry = Registry(rd.registry, scan_interval=scan_interval(cfg.workers.count))
     client = LLMClient(RegistryReplicaSource(registry), client_policies(cfg))
-    worker = Worker(
+    worker = assemble_worker(
         worker_spec(cfg, run_dir, index),
         build_agents(cfg, roles),
         build_router(cfg.routing),
@@ -158,18 +157,7 @@ async def run_worker(run_dir: Path, index: int) -> bool:
         await client.close()
     if completed and index == 0:  # whoever launched the run may be gone (Slurm, detached)
         try:
-            write_manifest(rd, cfg, "finished")
+            write_manifest(rd.output, rd.run_info, cfg, "finished")
         except OSError as exc:  # a full disk: the records are safe; a resume writes it
             log.error("cannot write the manifest: %s", exc)
     return completed
-
-
-def write_manifest(rd: RunDir, cfg: RunConfig, state: str) -> dict[str, Any]:
-    run = read_json(rd.root / "run.json") or {}
-    return build_manifest(
-        rd.output,
-        name=cfg.name,
-        config_hash=cfg.fingerprint(),
-        input_fingerprint=run.get("input_fingerprint"),
-        state=state,
-    )

@@ -82,7 +82,7 @@ def run(
     if (run_dir / "run.json").exists():
         _fail(f"{run_dir} already holds a run (matrixhpc resume {run_dir} continues it)")
     if launcher == "slurm":
-        from matrixhpc.launch.slurm import launch_slurm
+        from matrixhpc.launch.slurm_run import launch_slurm
 
         sys.exit(launch_slurm(cfg, run_dir, detach=detach))
     from matrixhpc.launch.local import launch_local
@@ -166,11 +166,11 @@ def _echo_jobs(run_dir: Path) -> None:
 @click.option("--timeout", default=20.0, help="Seconds before SIGKILL.")
 def stop(run_dir: Path, timeout: float) -> None:
     """Stop every process or Slurm job the run started (the run stays resumable)."""
+    from matrixhpc.files import read_json
     from matrixhpc.launch.process import read_recorded, stop_recorded
-    from matrixhpc.runtime.registry import read_json
 
     rd = RunDir(run_dir)
-    run = read_json(rd.root / "run.json") or {}
+    run = read_json(rd.run_info) or {}
     if run.get("launcher") == "slurm":
         from matrixhpc.launch.slurm import SlurmLauncher
 
@@ -207,11 +207,11 @@ def resume(run_dir: Path, overrides: tuple[str, ...], force: bool, retry_failed:
     runs again and each id still ends with exactly one final record.
     """
     from matrixhpc.data.fingerprint import input_fingerprint
+    from matrixhpc.files import read_json
     from matrixhpc.launch.local import resume_local
-    from matrixhpc.runtime.registry import read_json
 
     rd = RunDir(run_dir)
-    run = read_json(rd.root / "run.json") or {}
+    run = read_json(rd.run_info) or {}
     if not run:
         _fail(f"{run_dir} is not a run directory (no run.json)")
     if run.get("state") == "finished" and not retry_failed:
@@ -233,15 +233,15 @@ def resume(run_dir: Path, overrides: tuple[str, ...], force: bool, retry_failed:
         )
     if changes:
         from matrixhpc.config import dump_config
-        from matrixhpc.runtime.registry import atomic_write_json
+        from matrixhpc.files import atomic_write_json
 
         dump_config(cfg, rd.config)
         run.update(
             config_hash=cfg.fingerprint(), input_fingerprint=input_fingerprint(cfg.dataset.path)
         )
-        atomic_write_json(rd.root / "run.json", run)
+        atomic_write_json(rd.run_info, run)
     if run.get("launcher") == "slurm":
-        from matrixhpc.launch.slurm import resume_slurm
+        from matrixhpc.launch.slurm_run import resume_slurm
 
         sys.exit(resume_slurm(rd, cfg))
     sys.exit(resume_local(rd, cfg))

@@ -12,4 +12,3 @@ class ResourceUnavailable(Exception):
     """A resource a step needs (an LLM service, a sandbox pool) has been unavailable for
     longer than configured. The step did not happen and the task is intact: the worker
     stops resumably and says why, instead of recording the task as failed."""
-

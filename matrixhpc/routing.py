@@ -102,7 +102,7 @@ class SequentialRouter(_Stops):
         self.order = order
         self.repeat = repeat
 
-    def first(self, task: Task) -> str:
+    def first(self, task: Task) -> str:  # noqa: ARG002  # Router protocol's signature
         return self.order[0]
 
     def after(self, task: Task) -> str:
@@ -129,7 +129,7 @@ class GraphRouter(_Stops):
         self.start = start
         self.edges = edges
 
-    def first(self, task: Task) -> str:
+    def first(self, task: Task) -> str:  # noqa: ARG002  # Router protocol's signature
         return self.start
 
     def after(self, task: Task) -> str:

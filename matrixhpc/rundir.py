@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from matrixhpc.config import RunConfig, dump_config, load_config
+from matrixhpc.keys import CURVE_FILE, CurveKeys, service_key
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,15 @@ class RunDir:
     def pids(self) -> Path:
         return self.root / "pids.json"
 
+    @property
+    def run_info(self) -> Path:
+        """``run.json``: what was launched, how, with which input (launch/runinfo.py)."""
+        return self.root / "run.json"
+
+    @property
+    def curve_key(self) -> Path:
+        return self.secrets / CURVE_FILE
+
     def load(self) -> RunConfig:
         return load_config(self.config)
 
@@ -57,26 +66,11 @@ class RunDir:
         for service in cfg.services:
             self.service_key(service)
         if cfg.workers.encrypt:
-            from matrixhpc.runtime.transport import CurveKeys
-
-            CurveKeys.create(self.secrets / "curve.key")
+            CurveKeys.create(self.curve_key)
 
     def service_key(self, service: str) -> Path:
         """A per-run API key for one LLM service (mode 0600), created on first use."""
-        path = self.secrets / f"{service}.key"
-        if path.exists():
-            return path
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(32))
-        try:
-            os.link(tmp, path)  # first writer wins; a concurrent one keeps the winner's key
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-        return path
+        return service_key(self.secrets, service)
 
 
 def default_run_dir(cfg: RunConfig, base: Path = Path("runs")) -> Path:

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from matrixhpc.runtime.registry import Registry, read_json
+from matrixhpc.files import read_json
+from matrixhpc.registry import Registry
 
 SUMMED = (
     "admitted",
@@ -164,13 +165,13 @@ def render(status: RunStatus) -> str:
         f"{'worker':8} {'group':8} {'host':14} {'pid':>7} {'adm':>6} {'done':>6} "
         f"{'fail':>5} {'fly':>5} {'act':>5} {'queue':>5} {'steps':>7} {'tok/s':>7}",
     ]
-    for w in status.workers:
-        lines.append(
-            f"{w.get('worker', '?'):8} {w.get('group', '?'):8} {str(w.get('host', '?'))[:14]:14} "
-            f"{w.get('pid', 0):>7} {w.get('admitted', 0):>6} {w.get('done', 0):>6} "
-            f"{w.get('failed', 0):>5} {w.get('in_flight', 0):>5} {w.get('active', 0):>5} "
-            f"{w.get('queued', 0):>5} {w.get('steps', 0):>7} {w.get('tokens_per_s', 0):>7.0f}"
-        )
+    lines += [
+        f"{w.get('worker', '?'):8} {w.get('group', '?'):8} {str(w.get('host', '?'))[:14]:14} "
+        f"{w.get('pid', 0):>7} {w.get('admitted', 0):>6} {w.get('done', 0):>6} "
+        f"{w.get('failed', 0):>5} {w.get('in_flight', 0):>5} {w.get('active', 0):>5} "
+        f"{w.get('queued', 0):>5} {w.get('steps', 0):>7} {w.get('tokens_per_s', 0):>7.0f}"
+        for w in status.workers
+    ]
     lines += _health_lines(status)
     lines += [
         "",

@@ -84,7 +84,8 @@ def test_task_round_trip_keeps_every_field(kind: FrameType) -> None:
     assert got is not task
     # spot checks that would survive a broken __eq__
     state: dict[Any, Any] = got.state  # msgpack maps may have int keys
-    assert state[7] == "int key" and state["bytes"] == b"\x00\xff"
+    assert state[7] == "int key"
+    assert state["bytes"] == b"\x00\xff"
     assert got.history[0]["content"] == "I think (B) — 因为…"
     assert got.created == 1700000000.123456
     assert got.token == (1 << 61) | 12345
@@ -109,7 +110,8 @@ def test_task_frame_is_a_sender_and_task_array() -> None:
 def test_wire_is_a_positional_array_in_schema_order() -> None:
     task = _rich_task()
     wire = task_to_wire(task)
-    assert isinstance(wire, list) and len(wire) == len(_TASK_FIELDS)
+    assert isinstance(wire, list)
+    assert len(wire) == len(_TASK_FIELDS)
     assert wire == [getattr(task, name) for name in _TASK_FIELDS]
     # every Task field travels: a field missing from the schema would be lost on a hop
     assert set(_TASK_FIELDS) == set(Task.__dataclass_fields__)

@@ -38,11 +38,13 @@ def test_workers_and_their_clients_are_merged(tmp_path: Path) -> None:
         (tmp_path / "status" / f"{w['worker']}.json").write_text(json.dumps(w))
     (tmp_path / "status" / "w002.json").write_text("{torn")  # mid-write: skipped
     status = read_status(tmp_path)
-    assert status.totals["done"] == 40 and status.expected == 100
+    assert status.totals["done"] == 40
+    assert status.expected == 100
     assert status.roles["student"]["steps"] == 80
     r0, r1 = status.clients["llm"]["r0"], status.clients["llm"]["r1"]
     assert (r0["requests"], r0["failures"], r0["outstanding"], r0["external"]) == (9, 1, 3, 7)
-    assert r1["cooldown"] == 4.5 and r1["requests"] == 6
+    assert r1["cooldown"] == 4.5
+    assert r1["requests"] == 6
     text = render(status)
     assert "tasks 40/100" in text
     assert any(line.split()[:3] == ["r0", "9", "1"] for line in text.splitlines())

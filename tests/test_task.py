@@ -28,9 +28,11 @@ def test_last_turn_any_role_and_by_role() -> None:
     )
     assert task.last_turn() == {"role": "extractor", "content": ""}
     student = task.last_turn("student")
-    assert student is not None and student["content"] == "s2"
+    assert student is not None
+    assert student["content"] == "s2"
     teacher = task.last_turn("teacher")
-    assert teacher is not None and teacher["content"] == "t1"
+    assert teacher is not None
+    assert teacher["content"] == "t1"
     assert task.last_turn("nobody") is None
 
 
@@ -94,4 +96,5 @@ def test_mutable_defaults_are_not_shared() -> None:
     a, b = _task(), _task()
     a.history.append({"role": "x"})
     a.state["k"] = 1
-    assert b.history == [] and b.state == {}
+    assert b.history == []
+    assert b.state == {}

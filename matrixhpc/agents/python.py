@@ -31,7 +31,8 @@ class PythonAgent(Agent):
             p.kind is p.VAR_POSITIONAL for p in positional
         )
 
-    async def __call__(self, task: Task, ctx: AgentContext) -> Turn | None:
+    # ctx is unused: a python step sees only the task, but Agent's signature has it
+    async def __call__(self, task: Task, ctx: AgentContext) -> Turn | None:  # noqa: ARG002
         started = time.time()
         args = (task, self.options) if self.takes_options else (task,)
         updates = self.fn(*args)

@@ -84,9 +84,11 @@ def _routing_problems(cfg: RunConfig) -> list[tuple[str, str]]:
             bad = _template_problem(edge.when, expression=True)
             if bad:
                 out.append((f"routing.edges.{src}.{i}.when", bad))
-    for role in named:
-        if role not in cfg.roles and role.upper() != "END":
-            out.append(("routing", f"no role named {role!r}"))
+    out += [
+        ("routing", f"no role named {role!r}")
+        for role in named
+        if role not in cfg.roles and role.upper() != "END"
+    ]
     if r.kind == "sequential" and not r.order:
         out.append(("routing.order", "sequential routing needs an order"))
     if r.kind == "graph" and not r.start:
@@ -106,9 +108,11 @@ def _group_problems(cfg: RunConfig) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     hosted: set[str] = set()
     for name, group in groups.items():
-        for role in group.roles:
-            if role not in cfg.roles:
-                out.append((f"workers.groups.{name}.roles", f"no role named {role!r}"))
+        out += [
+            (f"workers.groups.{name}.roles", f"no role named {role!r}")
+            for role in group.roles
+            if role not in cfg.roles
+        ]
         hosted.update(group.roles)
     missing = sorted(set(cfg.roles) - hosted)
     if missing:

@@ -1,15 +1,15 @@
 """Where a worker's output lives, and the few filesystem steps that make a change durable.
 
 Shared by the shard writer, shard recovery and the retiring of failed records, so
-they agree on names and never half-replace a file: every rewrite is a temp file,
-fsync, rename over the original, fsync of the directory (a rename is durable only
-once its directory is).
+they agree on names and never half-replace a file: every rewrite goes through
+:func:`matrixhpc.files.write_atomically` with ``sync_dir`` (temp file, fsync, rename
+over the original, fsync of the directory: a rename is durable only once its
+directory is) and ``one_writer`` (a worker is the only writer of its shards).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from matrixhpc.runtime.registry import atomic_write_json
+from matrixhpc.files import atomic_write_json, write_atomically
 
 ERRORS_DIR = "errors"
 INDEX_DIR = ".index"
@@ -40,11 +40,14 @@ def retired_path(out_dir: Path, worker: str) -> Path:
     return out_dir / f"{RETIRED_PREFIX}{worker}.jsonl"
 
 
-def write_index(out_dir: Path, worker: str, shards: list[dict[str, Any]]) -> None:
+def write_index(
+    out_dir: Path, worker: str, shards: list[dict[str, Any]], *, fsync: bool = True
+) -> None:
     """The per-worker index the manifest is built from. A cache (recovery rebuilds it
-    from the shards), so it is replaced atomically but not fsynced; the temp name is
-    unique, so a stale process writing it at the same time cannot make a write fail."""
-    atomic_write_json(out_dir / INDEX_DIR / f"{worker}.json", {"shards": shards})
+    from the shards), so its directory is not fsynced (nor the file, with ``fsync``
+    false: ``durability: off``); the temp name is unique, so a stale process writing it
+    at the same time cannot make a write fail."""
+    atomic_write_json(out_dir / INDEX_DIR / f"{worker}.json", {"shards": shards}, fsync=fsync)
 
 
 def parse_record(line: bytes) -> dict[str, Any] | None:
@@ -65,47 +68,16 @@ def parse_record(line: bytes) -> dict[str, Any] | None:
     return None
 
 
-def fsync_file(fh: Any) -> None:
-    """Flush Python's buffer, then the OS's: the data is on disk when this returns."""
-    fh.flush()
-    os.fsync(fh.fileno())
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_durably(path: Path, chunks: Iterable[bytes]) -> None:
-    """Replace ``path`` with ``chunks``: temp file, fsync, rename, fsync of the directory.
-    Readers, and a crash, see the old file or the new one, never a mix; once this
-    returns, the new one survives a node crash. The temp name is fixed (one writer per
-    file), so a leftover from a killed writer is simply overwritten."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as fh:
-        for chunk in chunks:
-            fh.write(chunk)
-        fsync_file(fh)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def write_json_durably(path: Path, data: Any) -> None:
-    write_durably(path, [json.dumps(data, separators=(",", ":")).encode()])
-
-
 def rewrite_lines(path: Path, keep: Callable[[int, bytes], bool]) -> int:
-    """Rewrite ``path`` (durably, see :func:`write_durably`) with the lines for which
+    """Rewrite ``path`` (durably, see the module docstring) with the lines for which
     ``keep(offset, line)`` is true; returns how many were dropped, and leaves the file
     untouched if none is."""
     with path.open("rb") as fh:
         dropped = sum(not keep(offset, line) for offset, line in _lines(fh))
     if dropped:
         with path.open("rb") as fh:
-            write_durably(path, (line for offset, line in _lines(fh) if keep(offset, line)))
+            kept = (line for offset, line in _lines(fh) if keep(offset, line))
+            write_atomically(path, kept, sync_dir=True, one_writer=True)
     return dropped
 
 

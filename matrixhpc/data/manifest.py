@@ -2,16 +2,18 @@
 
 Built from the per-worker shard indexes and error logs, so it is cheap and can be
 rebuilt at any time (end of run, ``status``, resume) without reading the data.
+Written by whoever sees the run end (the local launcher, the Slurm watcher, worker 0),
+all through :func:`write_manifest`.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from matrixhpc.data.layout import ERRORS_DIR, INDEX_DIR, RETIRED_PREFIX, TORN_DIR
-from matrixhpc.runtime.registry import atomic_write_json, read_json
+from matrixhpc.files import atomic_write_json, read_json, write_atomically
 
 MANIFEST = "_manifest.json"
 ERRORS = "_errors.jsonl"
@@ -22,9 +24,7 @@ def merge_errors(out_dir: Path) -> int:
     lines: list[str] = []
     for part in sorted((out_dir / ERRORS_DIR).glob("*.jsonl")):
         lines += [ln for ln in part.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    tmp = out_dir / f".{ERRORS}.tmp"
-    tmp.write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
-    tmp.replace(out_dir / ERRORS)
+    write_atomically(out_dir / ERRORS, ["".join(ln + "\n" for ln in lines).encode()])
     return len(lines)
 
 
@@ -58,3 +58,27 @@ def build_manifest(out_dir: Path, *, name: str, config_hash: str, **extra: Any) 
     }
     atomic_write_json(out_dir / MANIFEST, manifest)
     return manifest
+
+
+class RunIdentity(Protocol):
+    """What a manifest names its run by. A :class:`~matrixhpc.config.RunConfig` is one;
+    structural, so ``data/`` needs no config (which would pull in the LLM engines)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def fingerprint(self) -> str: ...
+
+
+def write_manifest(out_dir: Path, run_info: Path, run: RunIdentity, state: str) -> dict[str, Any]:
+    """The manifest of a run that reached ``state``, with the input fingerprint recorded
+    at launch in ``run_info`` (``RUN_DIR/run.json``; absent or unreadable: none)."""
+    recorded = read_json(run_info)
+    fingerprint = recorded.get("input_fingerprint") if isinstance(recorded, dict) else None
+    return build_manifest(
+        out_dir,
+        name=run.name,
+        config_hash=run.fingerprint(),
+        input_fingerprint=fingerprint,
+        state=state,
+    )

@@ -29,18 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from matrixhpc.data.layout import (
-    fsync_dir,
-    fsync_file,
     lines_with_offsets,
     parse_record,
     retired_path,
     rewrite_lines,
     shard_paths,
     write_index,
-    write_json_durably,
 )
 from matrixhpc.data.shard_recovery import recover_shards
-from matrixhpc.runtime.registry import read_json
+from matrixhpc.files import atomic_write_json, fsync_dir, fsync_file, read_json
 
 PLAN_PREFIX = ".retire-"
 
@@ -61,7 +58,7 @@ def retire_failed(out_dir: Path, worker: str) -> set[str]:
     shards = _planned_shards(out_dir, worker, plan, plan_path)
     if "log_end" not in plan:
         plan["log_end"] = _append_retired(retired_path(out_dir, worker), shards, plan, plan_path)
-        write_json_durably(plan_path, plan)
+        atomic_write_json(plan_path, plan, sync_dir=True)
     for shard in shards:
         rewrite_lines(shard, lambda _offset, line: not _failed(line))
     write_index(out_dir, worker, recover_shards(out_dir, worker).shards)
@@ -79,7 +76,7 @@ def _make_plan(out_dir: Path, worker: str, plan_path: Path) -> dict[str, Any] | 
         "shards": [s["file"] for s in found.shards if s["failed"]],
         "log_offset": log.stat().st_size if log.exists() else 0,
     }
-    write_json_durably(plan_path, plan)
+    atomic_write_json(plan_path, plan, sync_dir=True)
     return plan
 
 

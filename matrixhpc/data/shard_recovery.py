@@ -19,7 +19,6 @@ changes, so a repair cut short by a crash is simply redone by the next recovery.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,8 @@ from matrixhpc.data.layout import (
     parse_record,
     rewrite_lines,
     shard_paths,
-    write_durably,
 )
+from matrixhpc.files import fsync_file, write_atomically
 
 
 @dataclass
@@ -90,7 +89,7 @@ def _repair(path: Path, out_dir: Path, scan: _Scan, found: ShardRecovery) -> Non
     if scan.bad[0][0] >= scan.good_end:  # only a tail: cut it off in place
         with path.open("r+b") as fh:
             fh.truncate(scan.good_end)
-            os.fsync(fh.fileno())
+            fsync_file(fh)
     else:
         bad = {offset for offset, _ in scan.bad}
         rewrite_lines(path, lambda offset, _line: offset not in bad)
@@ -116,5 +115,5 @@ def _save_piece(out_dir: Path, shard: str, offset: int, piece: bytes) -> str:
         n += 1
         target = directory / f"{shard}.{offset}.{n}"
     if not target.exists():
-        write_durably(target, [piece])
+        write_atomically(target, [piece], sync_dir=True, one_writer=True)
     return str(target.relative_to(out_dir))

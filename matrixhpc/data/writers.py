@@ -23,13 +23,12 @@ from matrixhpc.data.layout import (
     ERRORS_DIR,
     INDEX_DIR,
     TORN_DIR,
-    fsync_dir,
-    fsync_file,
     shard_name,
     write_index,
 )
 from matrixhpc.data.retire import RetireError, retire_failed
 from matrixhpc.data.shard_recovery import ShardRecovery, recover_shards
+from matrixhpc.files import fsync_dir, fsync_file
 
 __all__ = [
     "ERRORS_DIR",
@@ -139,7 +138,7 @@ class ShardWriter:
 
     def write_index(self) -> None:
         self.flush()
-        write_index(self.out_dir, self.worker, self.shards)
+        write_index(self.out_dir, self.worker, self.shards, fsync=self.durable)
 
     def close(self) -> None:
         self.write_index()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from matrixhpc.runtime.registry import Registry
+from matrixhpc.registry import Registry
 
 WORKERS = "workers"
 
@@ -28,7 +28,8 @@ def run_finished(registry: Registry, workers: int) -> bool:
 
 async def wait_run_finished(run_dir: Path, workers: int, interval: float = 5.0) -> None:
     registry = Registry(run_dir / "registry")
-    while not run_finished(registry, workers):
+    # the registry is files on a shared filesystem, written by other hosts: no event to await
+    while not run_finished(registry, workers):  # noqa: ASYNC110
         await asyncio.sleep(interval)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from matrixhpc.runtime.registry import read_json
+from matrixhpc.files import read_json
 
 LOW_SPACE = 16 * 2**20  # bytes: below this, the free space is worth a mention
 

@@ -29,7 +29,7 @@ class CommandJob(submitit.helpers.Checkpointable):
         self._proc: subprocess.Popen[bytes] | None = None
         self._stopping = False
 
-    def command(self, *args: Any) -> list[str]:
+    def command(self, *_args: Any) -> list[str]:
         return [self.python or sys.executable, "-m", "matrixhpc", *self.argv]
 
     def __call__(self, *args: Any) -> int:

@@ -19,7 +19,8 @@ from types import FrameType
 from typing import Any
 
 from matrixhpc.config import RunConfig
-from matrixhpc.data.manifest import build_manifest
+from matrixhpc.data.manifest import write_manifest
+from matrixhpc.files import atomic_write_json, read_json
 from matrixhpc.launch.completion import forget_workers, run_finished, worker_name
 from matrixhpc.launch.console import say, use_log
 from matrixhpc.launch.diagnosis import exit_reason
@@ -36,8 +37,8 @@ from matrixhpc.launch.process import (
 from matrixhpc.launch.progress import Progress
 from matrixhpc.launch.runinfo import record_run
 from matrixhpc.launch.stall import stall_warning
+from matrixhpc.registry import Registry
 from matrixhpc.rundir import RunDir
-from matrixhpc.runtime.registry import Registry, atomic_write_json, read_json
 
 POLL = 0.5
 STARTUP_GRACE = 15.0
@@ -52,11 +53,11 @@ class Interrupted(Exception):
     pass
 
 
-def _on_signal(signum: int, frame: FrameType | None) -> None:
+def _on_signal(signum: int, _frame: FrameType | None) -> None:
     raise Interrupted(signal.Signals(signum).name)
 
 
-def _already_stopping(signum: int, frame: FrameType | None) -> None:
+def _already_stopping(signum: int, _frame: FrameType | None) -> None:
     """A second Ctrl-C (or SIGTERM) while the run stops: stopping it is already under way,
     and cutting it short would leave children running and run.json unwritten."""
     say(f"[matrixhpc] {signal.Signals(signum).name}: already stopping, please wait")
@@ -119,15 +120,8 @@ class LocalLauncher:
         for sig in STOP_SIGNALS:  # run() restores the previous handlers afterwards
             signal.signal(sig, _already_stopping)
         stop(self.children)
-        run = read_json(self.rd.root / "run.json") or {}
         try:
-            manifest = build_manifest(
-                self.rd.output,
-                name=self.cfg.name,
-                config_hash=self.cfg.fingerprint(),
-                input_fingerprint=run.get("input_fingerprint"),
-                state=state,
-            )
+            manifest = write_manifest(self.rd.output, self.rd.run_info, self.cfg, state)
         except OSError as exc:  # e.g. a full disk: resume writes it later
             say(f"[matrixhpc] cannot write the manifest: {exc}")
             manifest = {"records": None}
@@ -139,7 +133,7 @@ class LocalLauncher:
         try:
             record_run(self.rd, self.cfg, "local", **fields)
         except OSError as exc:
-            say(f"[matrixhpc] cannot update {self.rd.root / 'run.json'}: {exc}")
+            say(f"[matrixhpc] cannot update {self.rd.run_info}: {exc}")
 
     def _save_pids(self) -> None:
         """Who to stop later (``matrixhpc stop``, ``resume``): host, PIDs and start times."""

@@ -172,8 +172,10 @@ def read_recorded(data: dict[str, Any]) -> list[Recorded]:
     found = []
     if data.get("launcher"):
         found.append(Recorded("launcher", int(data["launcher"]), host, data.get("launcher_start")))
-    for child in data.get("children", []):
-        found.append(Recorded(str(child.get("name")), int(child["pid"]), host, child.get("start")))
+    found += [
+        Recorded(str(child.get("name")), int(child["pid"]), host, child.get("start"))
+        for child in data.get("children", [])
+    ]
     return found
 
 

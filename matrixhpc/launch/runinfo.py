@@ -8,8 +8,8 @@ from typing import Any
 from matrixhpc.config import RunConfig
 from matrixhpc.data.fingerprint import input_fingerprint
 from matrixhpc.data.readers import tally_rows
+from matrixhpc.files import atomic_write_json, read_json
 from matrixhpc.rundir import RunDir
-from matrixhpc.runtime.registry import atomic_write_json, read_json
 
 
 def record_run(rd: RunDir, cfg: RunConfig, launcher: str, **fields: Any) -> dict[str, Any]:
@@ -20,7 +20,7 @@ def record_run(rd: RunDir, cfg: RunConfig, launcher: str, **fields: Any) -> dict
     dataset here, before anything launches, also means a file that cannot be read
     raises :class:`~matrixhpc.data.readers.DatasetError` before any process starts.
     """
-    path = rd.root / "run.json"
+    path = rd.run_info
     run = read_json(path)
     if run is None:
         good, bad = tally_rows(cfg.dataset.path, cfg.dataset.limit, cfg.dataset.required)

@@ -1,6 +1,6 @@
 """Plain sbatch scripts, to read, edit and submit by hand (``matrixhpc sbatch``).
 
-The same ``#SBATCH`` options as the submitit path (:func:`slurm.job_parameters`).
+The same ``#SBATCH`` options as the submitit path (:func:`slurm_options.job_parameters`).
 Each script runs one ``matrixhpc`` command and requeues itself on Slurm's warning
 signal (``--signal=B:USR2@N``): the command is told to stop (it commits its journal)
 and ``scontrol requeue`` brings the job back with the same array index.
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from matrixhpc.config import RunConfig
-from matrixhpc.launch.slurm import job_parameters
+from matrixhpc.launch.slurm_options import job_parameters
 
 REQUEUE_TRAP = """\
 child=0

@@ -10,17 +10,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from matrixhpc.build import write_manifest
 from matrixhpc.config import RunConfig
+from matrixhpc.data.manifest import write_manifest
 from matrixhpc.launch.completion import run_finished
 from matrixhpc.launch.console import say
 from matrixhpc.launch.process import tail
 from matrixhpc.launch.progress import Progress
 from matrixhpc.launch.runinfo import record_run as _record
-from matrixhpc.launch.slurm import SlurmLauncher, sacct_states, squeue_states
+from matrixhpc.launch.slurm import SlurmLauncher
+from matrixhpc.launch.slurm_queue import sacct_states, squeue_states
 from matrixhpc.launch.stall import stall_warning
+from matrixhpc.registry import Registry
 from matrixhpc.rundir import RunDir
-from matrixhpc.runtime.registry import Registry
 
 POLL = 2.0
 FAILED = {
@@ -48,7 +49,7 @@ class Detached(Exception):
     pass
 
 
-def _detach(signum: int, frame: object) -> None:
+def _detach(_signum: int, _frame: object) -> None:
     raise Detached
 
 
@@ -78,7 +79,7 @@ def watch(rd: RunDir, cfg: RunConfig, launcher: SlurmLauncher) -> int:
         progress.close()
         signal.signal(signal.SIGINT, previous)
     _drain(launcher)
-    manifest = write_manifest(rd, cfg, "finished")
+    manifest = write_manifest(rd.output, rd.run_info, cfg, "finished")
     record_run(rd, cfg, state="finished", finished=time.time(), records=manifest["records"])
     return 0
 

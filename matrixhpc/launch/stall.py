@@ -18,10 +18,11 @@ from typing import Any
 
 from matrixhpc.config import RunConfig
 from matrixhpc.launch.completion import WORKERS
-from matrixhpc.runtime.registry import Registry
+from matrixhpc.registry import Registry
 from matrixhpc.status import RunStatus, journal_error
 
 DEFAULT_STALL_WARNING = 600.0  # seconds without one more task written (workers.stall_warning)
+
 
 def stall_warning(cfg: RunConfig) -> float:
     """Seconds without progress before the launcher warns (0: never)."""
@@ -67,8 +68,10 @@ def describe(status: RunStatus, stuck: float, total: int | None = None) -> str:
     ]
     entries = Registry(status.run_dir / "registry").entries(WORKERS, fresh=True)
     by_name = {str(w.get("worker")): w for w in status.workers}
-    for name in sorted(set(by_name) | set(entries)):
-        lines.append("  " + _worker_line(name, entries.get(name), by_name.get(name), now))
+    lines += [
+        "  " + _worker_line(name, entries.get(name), by_name.get(name), now)
+        for name in sorted(set(by_name) | set(entries))
+    ]
     lines += [
         f"  journal error on {name}: {error}"
         for name, w in sorted(by_name.items())

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..runtime.registry import Registry
+from matrixhpc.registry import Registry
+
 from .types import ReplicaInfo
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from matrixhpc.llm.engines.commands import BUILDERS, EngineLaunch
 from matrixhpc.llm.engines.listen import is_wildcard, url_host
 from matrixhpc.llm.engines.process import EngineProcess, ServerFailed, free_port
-from matrixhpc.runtime.registry import Registry
+from matrixhpc.registry import Registry
 
 T = TypeVar("T")
 

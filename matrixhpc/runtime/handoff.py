@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from matrixhpc.codec import FrameType, encode_task
 from matrixhpc.runtime.journal import Journal
 from matrixhpc.runtime.peers import PeerDirectory
+from matrixhpc.runtime.ports import FrameOutbox
 from matrixhpc.runtime.recovery import Key, Pending, acked_record, sent_record
-from matrixhpc.runtime.transport import Outbox
 from matrixhpc.task import Task
 
 Reroute = Callable[[Task], None]
@@ -33,10 +33,11 @@ class Handoffs:
         self,
         me: str,
         journal: Journal,
-        outbox: Outbox,
+        outbox: FrameOutbox,
         peers: PeerDirectory,
         ack_timeout: float,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.me = me
         self.journal = journal
@@ -44,6 +45,7 @@ class Handoffs:
         self.peers = peers
         self.ack_timeout = ack_timeout
         self.clock = clock
+        self.sleep = sleep
         self.pending: dict[str, Pending] = {}
         self.resent = 0
         self.rerouted = 0
@@ -80,7 +82,7 @@ class Handoffs:
 
     async def watch(self, reroute: Reroute) -> None:
         while True:
-            await asyncio.sleep(min(1.0, self.ack_timeout / 4))
+            await self.sleep(min(1.0, self.ack_timeout / 4))
             await self.sweep(reroute)
 
     async def sweep(self, reroute: Reroute) -> None:

@@ -265,7 +265,8 @@ class Journal:
         except asyncio.CancelledError as exc:
             _settle(waiter, exc)
             raise
-        except Exception as exc:  # I/O, or a bug (e.g. in a snapshot): as sticky, as loud
+        # I/O, or a bug (e.g. in a snapshot): as sticky, as loud; the flusher must not die
+        except Exception as exc:  # noqa: BLE001
             failure = (
                 exc
                 if isinstance(exc, JournalError)

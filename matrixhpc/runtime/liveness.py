@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 
 from matrixhpc.task import Task
 
 log = logging.getLogger(__name__)
+
+AUDIT_INTERVAL = 5.0  # seconds between liveness audits
 
 
 class Liveness:
@@ -57,3 +59,18 @@ class Liveness:
                 ", ".join(t.id for t in stranded[:10]),
             )
         return stranded
+
+    async def patrol(
+        self,
+        held: Mapping[str, Task],
+        pending: Collection[str],
+        redrive: Callable[[Task], None],
+        sleep: Callable[[float], Awaitable[None]],
+        interval: float = AUDIT_INTERVAL,
+    ) -> None:
+        """Audit ``held`` every ``interval`` (forever) and hand back what nothing drives.
+        ``held`` and ``pending`` are the worker's live collections, read at each audit."""
+        while True:
+            await sleep(interval)
+            for task in self.audit(held, pending):
+                redrive(task)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from matrixhpc.runtime.registry import Registry
+from matrixhpc.registry import Registry
 
 KIND = "workers"
 

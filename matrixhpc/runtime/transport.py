@@ -12,37 +12,16 @@ import asyncio
 import os
 import socket
 import weakref
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import zmq
 import zmq.asyncio
 from zmq.auth.thread import ThreadAuthenticator
 
+from matrixhpc.keys import CurveKeys
+
 LINGER_MS = 5000  # let queued frames (returns to origins) leave on close
 SEND_WAIT = 2.0  # seconds a send waits for a connection before giving up
-
-
-@dataclass(frozen=True)
-class CurveKeys:
-    """The run's CURVE keypair (Z85). Every inbox is a CURVE server with it and every
-    outbox a client: only processes that can read ``RUN_DIR/secrets`` (mode 0600, the
-    run's owner) can connect, and all traffic between workers is encrypted."""
-
-    public: bytes
-    secret: bytes
-
-    @classmethod
-    def create(cls, path: Path) -> CurveKeys:
-        """Load the run's keys, creating them (0600) on first use."""
-        if not path.exists():
-            public, secret = zmq.curve_keypair()
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(public + b"\n" + secret + b"\n")
-        public, secret = path.read_bytes().split()[:2]
-        return cls(public, secret)
 
 
 def advertised_host(bind_host: str) -> str:
@@ -94,7 +73,7 @@ class _Gatekeeper:
             self.auth.stop()
             self._by_context.pop(self.auth.context, None)
 
-    def callback(self, domain: str, key: bytes) -> bool:
+    def callback(self, _domain: str, key: bytes) -> bool:
         """pyzmq's credentials-provider hook: ``key`` is the client's Z85 public key."""
         return key in self.allowed
 

@@ -175,7 +175,8 @@ async def test_call_against_the_simulated_engine() -> None:
         turn = await agent(task, AgentContext(llm=client, worker="w0"))
     assert turn is not None
     assert turn["role"] == "student"
-    assert isinstance(turn["content"], str) and turn["content"].strip()
+    assert isinstance(turn["content"], str)
+    assert turn["content"].strip()
     assert "error" not in turn
     assert turn["usage"] == {"prompt_tokens": max(1, chars // 4), "completion_tokens": 7}
     assert turn["finish_reason"] == "length"
@@ -196,7 +197,9 @@ async def test_call_is_deterministic_for_a_task_and_varies_with_its_seed() -> No
         other = _task(topic="owls")
         other.seed = 12345
         c = await agent(other, ctx)
-    assert a is not None and b is not None and c is not None
+    assert a is not None
+    assert b is not None
+    assert c is not None
     assert a["content"] == b["content"]
     assert a["usage"] == b["usage"]
     assert a["finish_reason"] in ("stop", "length")
@@ -215,7 +218,8 @@ async def test_sticky_agent_keeps_a_dialogue_on_one_replica() -> None:
             replicas = set()
             for _ in range(4):
                 turn = await agent(task, ctx)
-                assert turn is not None and "error" not in turn
+                assert turn is not None
+                assert "error" not in turn
                 replicas.add(turn["replica"])
             assert len(replicas) == 1
 

@@ -40,7 +40,8 @@ def test_sync_function_without_options() -> None:
     task = _task(keep="me")
     turn = _run(agent, task)
     assert task.state == {"keep": "me", "double": 4}
-    assert turn["role"] == "calc" and turn["content"] == ""
+    assert turn["role"] == "calc"
+    assert turn["content"] == ""
     assert turn["data"] == {"double": 4}
     assert turn["timings"]["start"] <= turn["timings"]["end"]
 
@@ -122,7 +123,8 @@ def test_turn_override() -> None:
 
     task = _task()
     turn = _run(PythonAgent("judge", step), task)
-    assert turn["content"] == "scored 5" and turn["error"] is None
+    assert turn["content"] == "scored 5"
+    assert turn["error"] is None
     assert turn["role"] == "judge"
     assert task.state == {"score": 5}  # the override is not state
     assert turn["data"] == {"score": 5}

@@ -98,12 +98,14 @@ def test_speaker_asks_for_the_rows_length_and_prompts_grow(tmp_path: Path) -> No
             task.history.append(turn)
         task.hop += 1
         task.next = router.after(task)
-    assert task.next == END and task.state["turns"] == 3
+    assert task.next == END
+    assert task.state["turns"] == 3
     assert [c["params"]["max_tokens"] for c in client.calls] == [11, 22, 33]
     assert all(c["params"]["ignore_eos"] for c in client.calls)
     assert all(c["sticky"] == "r0-t0" for c in client.calls)
     sizes = [sum(len(m["content"]) for m in c["messages"]) for c in client.calls]
-    assert sizes[2] > sizes[0] and sizes[-1] == max(sizes)  # the history grows the prompt
+    assert sizes[2] > sizes[0]
+    assert sizes[-1] == max(sizes)
 
 
 def test_judge_counts_only_speaking_turns() -> None:
@@ -112,6 +114,8 @@ def test_judge_counts_only_speaking_turns() -> None:
     assert count_turns(task, {"roles": ["student", "teacher"]}) == {"turns": 2}
 
 
-@pytest.mark.parametrize("inflight,workers,window", [(100, 2, 50), (101, 2, 51), (5, 16, 1)])
+@pytest.mark.parametrize(
+    ("inflight", "workers", "window"), [(100, 2, 50), (101, 2, 51), (5, 16, 1)]
+)
 def test_placement_window(inflight: int, workers: int, window: int) -> None:
     assert Placement(inflight, workers).window == window

@@ -40,7 +40,8 @@ def test_coral_config_validates() -> None:
     assert set(cfg.roles) == {"student", "teacher", "extractor", "matcher"}
     assert cfg.roles["extractor"].kind == "python"
     assert cfg.roles["student"].service == "llm"
-    assert cfg.routing.kind == "sequential" and cfg.routing.repeat
+    assert cfg.routing.kind == "sequential"
+    assert cfg.routing.repeat
     assert cfg.services["llm"].sticky is True
     assert Path(cfg.dataset.path).is_absolute()
     assert Path(cfg.dataset.path) == (CORAL.parent / "data" / "mcq.jsonl").resolve()
@@ -249,7 +250,8 @@ def test_all_cross_problems_are_reported_together() -> None:
     data["roles"]["writer"]["service"] = "nope"
     data["routing"]["stop_when"] = "(("
     keys = _keys(_problems(data))
-    assert "roles.writer.service" in keys and "routing.stop_when" in keys
+    assert "roles.writer.service" in keys
+    assert "routing.stop_when" in keys
 
 
 def test_external_engine_needs_url() -> None:

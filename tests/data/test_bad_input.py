@@ -37,7 +37,9 @@ def _one_bad_line(tmp_path: Path, line: str, name: str = "d.jsonl") -> RowError:
     items = _items(path)
     assert [type(i).__name__ for i in items] == ["Row", "RowError", "Row"], items
     err = items[1]
-    assert isinstance(err, RowError) and err.line == 2 and err.index == 1
+    assert isinstance(err, RowError)
+    assert err.line == 2
+    assert err.index == 1
     assert count_rows(str(path)) == 2
     return err
 
@@ -64,7 +66,8 @@ def test_nesting_up_to_the_limit_is_accepted_and_encodes(tmp_path: Path) -> None
     path = tmp_path / "d.jsonl"
     path.write_text(_nested(MAX_DEPTH) + "\n" + '{"m": ' + '{"k": ' * 99 + "1" + "}" * 100 + "\n")
     rows = _items(path)
-    assert all(isinstance(r, Row) for r in rows) and len(rows) == 2
+    assert all(isinstance(r, Row) for r in rows)
+    assert len(rows) == 2
     for row in rows:
         assert isinstance(row, Row)
         encode_task(Task(id="t", seed=0, row=row.data, origin="w0"))
@@ -83,7 +86,8 @@ def test_integers_msgpack_can_encode_are_kept(tmp_path: Path, value: int) -> Non
     path = tmp_path / "d.jsonl"
     path.write_text(json.dumps({"n": value}) + "\n")
     (row,) = _items(path)
-    assert isinstance(row, Row) and row.data == {"n": value}
+    assert isinstance(row, Row)
+    assert row.data == {"n": value}
 
 
 @pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity", "1e999"])
@@ -102,7 +106,8 @@ def test_json_document_with_one_wide_integer_fails_that_element_only(tmp_path: P
     path.write_text('[{"a": 1}, {"a": ' + "9" * 5000 + '}, {"a": 3}]')
     items = _items(path)
     assert [type(i).__name__ for i in items] == ["Row", "RowError", "Row"]
-    assert isinstance(items[1], RowError) and "64 bits" in items[1].reason
+    assert isinstance(items[1], RowError)
+    assert "64 bits" in items[1].reason
 
 
 # ------------------------------------------------------------- CSV
@@ -114,8 +119,10 @@ def test_ragged_csv_rows_are_row_errors_not_nulls(tmp_path: Path) -> None:
     items = _items(path, required=["q", "answer"])
     assert [type(i).__name__ for i in items] == ["Row", "RowError", "RowError", "Row"]
     assert [i.line for i in items] == [2, 3, 4, 6]
-    assert isinstance(items[1], RowError) and "1 field(s), the header has 2" in items[1].reason
-    assert isinstance(items[2], RowError) and "3 field(s), the header has 2" in items[2].reason
+    assert isinstance(items[1], RowError)
+    assert "1 field(s), the header has 2" in items[1].reason
+    assert isinstance(items[2], RowError)
+    assert "3 field(s), the header has 2" in items[2].reason
     assert all(None not in i.data.values() for i in items if isinstance(i, Row))
 
 
@@ -124,7 +131,8 @@ def test_undecodable_csv_byte_fails_its_row_only(tmp_path: Path) -> None:
     path.write_bytes(b"q,a\nok,1\nbad \xff byte,2\nok too,3\n")
     items = _items(path)
     assert [type(i).__name__ for i in items] == ["Row", "RowError", "Row"]
-    assert isinstance(items[1], RowError) and "UTF-8" in items[1].reason
+    assert isinstance(items[1], RowError)
+    assert "UTF-8" in items[1].reason
     assert items[1].line == 3
 
 
@@ -133,7 +141,8 @@ def test_csv_record_over_the_field_size_limit_fails_its_row_only(tmp_path: Path)
     path.write_text("q,a\nok,1\n" + "z" * 200_000 + ",2\nok too,3\n")
     items = _items(path)
     assert [type(i).__name__ for i in items] == ["Row", "RowError", "Row"]
-    assert isinstance(items[1], RowError) and "field limit" in items[1].reason
+    assert isinstance(items[1], RowError)
+    assert "field limit" in items[1].reason
 
 
 def test_multiline_csv_record_keeps_its_first_line_number(tmp_path: Path) -> None:
@@ -286,7 +295,8 @@ def test_every_kind_of_bad_row_is_an_error_and_every_good_row_travels(tmp_path: 
     rows = [i for i in items if isinstance(i, Row)]
     errors = [i for i in items if isinstance(i, RowError)]
     assert [r.data["q"] for r in rows] == [f"question {i}" for i in range(30)]
-    assert len(errors) == len(BAD_LINES) and all(e.reason for e in errors)
+    assert len(errors) == len(BAD_LINES)
+    assert all(e.reason for e in errors)
     assert count_rows(str(path), required=["q", "answer"]) == 30
     for row in rows:  # what is admitted can be framed, sent and decoded
         frame = encode_task(Task(id=f"r{row.index}", seed=1, row=row.data, origin="w0"))

@@ -53,7 +53,9 @@ def test_json_array_element_not_an_object(tmp_path: Path) -> None:
     items = _rows(arr)
     assert [type(i).__name__ for i in items] == ["Row", "RowError", "RowError", "Row"]
     err = items[1]
-    assert isinstance(err, RowError) and err.line == 2 and "JSON object" in err.reason
+    assert isinstance(err, RowError)
+    assert err.line == 2
+    assert "JSON object" in err.reason
 
 
 def test_csv(tmp_path: Path) -> None:
@@ -71,7 +73,9 @@ def test_csv_required_column_missing(tmp_path: Path) -> None:
     path = tmp_path / "d.csv"
     path.write_text("question\nq1\n", encoding="utf-8")
     (err,) = _rows(path, required=["answer"])
-    assert isinstance(err, RowError) and "answer" in err.reason and err.line == 2
+    assert isinstance(err, RowError)
+    assert "answer" in err.reason
+    assert err.line == 2
 
 
 def test_jsonl_gz(tmp_path: Path) -> None:
@@ -207,8 +211,10 @@ def test_bad_rows_become_row_errors_and_good_rows_still_come(tmp_path: Path) -> 
     assert [(r.index, r.line, r.data["q"]) for r in good] == [(0, 1, "one"), (4, 6, "six")]
     assert [(e.index, e.line) for e in errors] == [(1, 2), (2, 3), (3, 5), (5, 7)]
     assert all(e.source == str(path) for e in errors)
-    assert "invalid JSON" in errors[0].reason and "column" in errors[0].reason
-    assert "JSON object" in errors[1].reason and "list" in errors[1].reason
+    assert "invalid JSON" in errors[0].reason
+    assert "column" in errors[0].reason
+    assert "JSON object" in errors[1].reason
+    assert "list" in errors[1].reason
     assert errors[2].reason == "missing required field(s): answer"
     assert "int" in errors[3].reason
     rec = errors[2].to_record()
@@ -218,7 +224,8 @@ def test_bad_rows_become_row_errors_and_good_rows_still_come(tmp_path: Path) -> 
 def test_missing_several_required_fields_lists_them(tmp_path: Path) -> None:
     path = _jsonl(tmp_path / "d.jsonl", [{"x": 1}])
     (err,) = _rows(path, required=["a", "x", "b"])
-    assert isinstance(err, RowError) and err.reason == "missing required field(s): a, b"
+    assert isinstance(err, RowError)
+    assert err.reason == "missing required field(s): a, b"
 
 
 def test_blank_lines_are_skipped_and_keep_line_numbers(tmp_path: Path) -> None:
@@ -254,7 +261,8 @@ def test_rows_are_read_lazily(tmp_path: Path) -> None:
     path = _jsonl(tmp_path / "d.jsonl", [{"i": i} for i in range(1000)])
     it = iter_rows(str(path))
     first = next(it)
-    assert isinstance(first, Row) and first.index == 0
+    assert isinstance(first, Row)
+    assert first.index == 0
 
 
 def test_invalid_utf8_line_is_a_row_error(tmp_path: Path) -> None:

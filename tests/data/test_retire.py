@@ -112,7 +112,8 @@ def test_torn_lines_are_repaired_first_and_never_retired(out: Path) -> None:
         fh.write(b'{"id":"w0-r9","status":"failed","ro')
     assert retire_failed(out, "w0") == FAILED
     assert b"w0-r9" not in retired_path(out, "w0").read_bytes()
-    assert (out / TORN_DIR / f"{shard.name}.{size}").exists() and shard.stat().st_size == size
+    assert (out / TORN_DIR / f"{shard.name}.{size}").exists()
+    assert shard.stat().st_size == size
 
 
 @pytest.mark.asyncio
@@ -147,7 +148,8 @@ def test_a_second_round_appends_to_the_log(out: Path) -> None:
     writer.close()
     assert retire_failed(out, "w0") == {"w0-r1"}
     log = retired_path(out, "w0").read_bytes()
-    assert log.startswith(first) and log.count(b"\n") == 4
+    assert log.startswith(first)
+    assert log.count(b"\n") == 4
     assert [json.loads(line)["attempt"] for line in log.splitlines() if b'"w0-r1"' in line] == [
         0,
         1,

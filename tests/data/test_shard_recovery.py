@@ -41,7 +41,9 @@ def test_ids_and_counts_from_the_shards(tmp_path: Path) -> None:
 
 def test_no_shards(tmp_path: Path) -> None:
     found = recover_shards(tmp_path, "w0")
-    assert found.ids == set() and found.shards == [] and found.repaired == []
+    assert found.ids == set()
+    assert found.shards == []
+    assert found.repaired == []
     assert found.count("ok") == 0
 
 
@@ -83,7 +85,8 @@ def test_a_torn_last_line_is_cut_and_saved(tmp_path: Path, torn: bytes) -> None:
     assert (tmp_path / saved).read_bytes() == torn
     assert [s["records"] for s in found.shards] == [2, 1]
     again = recover_shards(tmp_path, "w0")  # repaired once: nothing more to do
-    assert again.repaired == [] and again.ids == found.ids
+    assert again.repaired == []
+    assert again.ids == found.ids
 
 
 def test_a_shard_that_is_only_a_torn_line(tmp_path: Path) -> None:
@@ -189,7 +192,8 @@ def test_an_invalid_line_before_valid_records_is_cut_out(
     assert (tmp_path / saved).read_bytes() == bad  # nothing is thrown away
     assert not list(tmp_path.glob(".*.tmp"))  # the rewrite left no temp file
     again = recover_shards(tmp_path, "w0")
-    assert again.repaired == [] and again.ids == found.ids
+    assert again.repaired == []
+    assert again.ids == found.ids
 
 
 def test_bad_lines_in_the_middle_and_a_torn_tail_together(tmp_path: Path) -> None:
@@ -214,7 +218,8 @@ def test_invalid_lines_after_the_last_record_are_truncated_in_place(tmp_path: Pa
     with shard.open("ab") as fh:
         fh.write(b"\x00" * 10 + b"\n" + b"\x00" * 7)  # zeroed blocks at the end
     found = recover_shards(tmp_path, "w0")
-    assert shard.read_bytes() == good and shard.stat().st_ino == inode  # cut, not rewritten
+    assert shard.read_bytes() == good
+    assert shard.stat().st_ino == inode
     assert [(r["offset"], r["bytes"], r["reason"]) for r in found.repaired] == [
         (len(good), 11, "invalid line"),
         (len(good) + 11, 7, "torn tail"),
@@ -276,4 +281,5 @@ def test_a_record_only_json_can_read_is_kept(tmp_path: Path) -> None:
     writer.close()
     assert b"NaN" in (tmp_path / "part-w0-00000.jsonl").read_bytes()
     found = recover_shards(tmp_path, "w0")
-    assert found.ids == {"odd"} and found.repaired == []
+    assert found.ids == {"odd"}
+    assert found.repaired == []

@@ -67,7 +67,8 @@ def test_records_are_utf8_json_lines(tmp_path: Path) -> None:
     w.close()
     raw = (tmp_path / "part-w0-00000.jsonl").read_text(encoding="utf-8")
     assert "日本 ü" in raw  # not \\u-escaped
-    assert raw.endswith("\n") and raw.count("\n") == 1
+    assert raw.endswith("\n")
+    assert raw.count("\n") == 1
     assert json.loads(raw)["path"] == "/a"  # unknown types become strings
 
 
@@ -140,7 +141,8 @@ def test_build_manifest_counts_and_merges_errors(tmp_path: Path) -> None:
     _worker_output(out, "w1", ["ok", "failed", "failed", "ok", "ok"], errors=0)
     _worker_output(out, "w2", [], errors=1)
     manifest = build_manifest(out, name="coral", config_hash="abc123", state="finished")
-    assert manifest["name"] == "coral" and manifest["config_hash"] == "abc123"
+    assert manifest["name"] == "coral"
+    assert manifest["config_hash"] == "abc123"
     assert manifest["state"] == "finished"
     assert (manifest["records"], manifest["ok"], manifest["failed"]) == (8, 5, 3)
     assert manifest["row_errors"] == 3
@@ -179,7 +181,8 @@ def test_manifest_of_an_empty_output_dir(tmp_path: Path) -> None:
     out.mkdir()
     manifest = build_manifest(out, name="n", config_hash="h")
     assert (manifest["records"], manifest["ok"], manifest["failed"]) == (0, 0, 0)
-    assert manifest["row_errors"] == 0 and manifest["shards"] == []
+    assert manifest["row_errors"] == 0
+    assert manifest["shards"] == []
     assert (out / ERRORS).read_text() == ""
 
 
@@ -245,7 +248,8 @@ def test_a_writer_that_is_not_durable_never_fsyncs(
     for i in range(3):
         w.write(_rec(i))
     w.close()
-    assert spy.calls == [] and len(list(tmp_path.glob("part-*.jsonl"))) == 3
+    assert spy.calls == []
+    assert len(list(tmp_path.glob("part-*.jsonl"))) == 3
 
 
 def _open_fds() -> int:

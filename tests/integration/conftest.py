@@ -90,7 +90,8 @@ def assert_complete(recs: list[dict[str, Any]], expected: int) -> None:
         for turn in r["history"]:
             assert not turn.get("error"), turn
             if turn["role"] in ("student", "teacher"):
-                assert turn["content"] and turn["usage"]["completion_tokens"] > 0
+                assert turn["content"]
+                assert turn["usage"]["completion_tokens"] > 0
         assert r["state"]["agreed"] or r["state"]["turns"] >= 6
 
 

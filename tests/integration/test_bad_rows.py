@@ -39,7 +39,8 @@ def test_every_kind_of_bad_row_is_recorded_and_every_good_row_written(tmp_path: 
     assert sorted(e["line"] for e in errors) == [4 + 5 * k for k in range(len(BAD_LINES))]
     assert all(e["reason"] for e in errors)
     run = json.loads((run_dir / "run.json").read_text())
-    assert run["total_tasks"] == 60 and run["bad_rows"] == len(BAD_LINES)
+    assert run["total_tasks"] == 60
+    assert run["bad_rows"] == len(BAD_LINES)
     status = matrixhpc("status", str(run_dir))
     assert "60/60" in status.stdout, status.stdout
 
@@ -56,6 +57,7 @@ def test_corrupt_gzip_dataset_is_a_clear_error_before_launch(tmp_path: Path) -> 
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.startswith("matrixhpc: dataset.path:") and str(data) in proc.stderr
+    assert proc.stderr.startswith("matrixhpc: dataset.path:")
+    assert str(data) in proc.stderr
     assert "gzip" in proc.stderr
     assert not (run_dir / "run.json").exists(), "nothing may be launched"

@@ -69,4 +69,5 @@ def test_a_full_disk_stops_the_run_loudly_and_resume_completes(
     assert done.returncode == 0, done.stderr
     assert_complete(records(run_dir), 200)
     manifest = json.loads((run_dir / "output" / "_manifest.json").read_text())
-    assert manifest["records"] == 200 and manifest["state"] == "finished"
+    assert manifest["records"] == 200
+    assert manifest["state"] == "finished"

@@ -25,11 +25,14 @@ def test_main_job_on_embedded_engine(tmp_path: Path) -> None:
     for r in recs:
         assert r["status"] == "ok", r
         spoken = [t for t in r["history"] if t["role"] in ("student", "teacher")]
-        assert spoken and spoken[0]["role"] == "student"
+        assert spoken
+        assert spoken[0]["role"] == "student"
         for turn in spoken:
             assert turn["content"].strip(), "every LLM turn carries real text"
-            assert turn["usage"]["completion_tokens"] > 0 and turn["replica"] == "r0"
-        assert isinstance(r["state"]["agreed"], bool) and r["state"]["turns"] == len(spoken)
+            assert turn["usage"]["completion_tokens"] > 0
+            assert turn["replica"] == "r0"
+        assert isinstance(r["state"]["agreed"], bool)
+        assert r["state"]["turns"] == len(spoken)
 
 
 def test_engine_that_dies_at_startup_fails_fast(tmp_path: Path) -> None:
@@ -45,6 +48,7 @@ def test_engine_that_dies_at_startup_fails_fast(tmp_path: Path) -> None:
     )
     elapsed = time.monotonic() - started
     assert proc.returncode == 1
-    assert "exited with code" in proc.stderr and "during start-up" in proc.stderr
+    assert "exited with code" in proc.stderr
+    assert "during start-up" in proc.stderr
     assert "nonexistent" in proc.stderr, "the server's own last log lines are shown"
     assert elapsed < 60, "a dead server must not be waited on until the start-up deadline"

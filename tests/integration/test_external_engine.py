@@ -60,7 +60,8 @@ def test_run_against_external_endpoint(tmp_path: Path, endpoint: str) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     recs = records(run_dir)
-    assert len(recs) == 20 and all(r["status"] == "ok" for r in recs)
+    assert len(recs) == 20
+    assert all(r["status"] == "ok" for r in recs)
     assert all(len(r["history"]) == 2 and r["history"][1]["content"] for r in recs)
 
 

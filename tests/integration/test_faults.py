@@ -23,8 +23,8 @@ from conftest import (
 )
 
 from matrixhpc.codec import FrameType, encode_ack, encode_task
+from matrixhpc.keys import CurveKeys
 from matrixhpc.launch.process import pid_alive
-from matrixhpc.runtime.transport import CurveKeys
 from matrixhpc.task import Task
 
 
@@ -92,7 +92,8 @@ def test_garbage_frames_do_not_stop_the_run(tmp_path: Path, dataset: Path) -> No
     assert status["dropped_frames"] >= garbage - 1 - 10  # random bytes may hit a valid tag
     assert status["dropped_frames"] <= garbage, "the outsider's frames must not arrive"
     forged = [r for r in recs if r["id"] == "r0-t0"]
-    assert len(forged) == 1 and forged[0]["history"], "the forged empty return must not win"
+    assert len(forged) == 1, forged
+    assert forged[0]["history"], "the forged empty return must not win"
 
 
 def test_bad_rows_are_recorded_and_the_rest_completes(tmp_path: Path) -> None:
@@ -115,7 +116,8 @@ def test_bad_rows_are_recorded_and_the_rest_completes(tmp_path: Path) -> None:
     assert all(e["source"] == str(data) and e["reason"] for e in errors)
     assert any("options" in e["reason"] for e in errors)
     manifest = json.loads((run_dir / "output" / "_manifest.json").read_text())
-    assert manifest["row_errors"] == 3 and manifest["records"] == 60
+    assert manifest["row_errors"] == 3
+    assert manifest["records"] == 60
 
 
 def test_stop_ends_every_process(tmp_path: Path, dataset: Path) -> None:
@@ -158,6 +160,7 @@ def test_replica_killed_mid_run_the_other_takes_the_load(tmp_path: Path, dataset
         for t in r["history"]
         if t.get("timings", {}).get("start", 0) > killed_at + 1
     ]
-    assert late and all(t.get("replica") != "r1" for t in late if "replica" in t)
+    assert late
+    assert all(t.get("replica") != "r1" for t in late if "replica" in t)
     retried = [t for t in late if t.get("data", {}).get("retries")]
     assert len(retried) < len(late) / 4, "the dead replica must be dropped, not retried per call"

@@ -27,17 +27,20 @@ def test_500_tasks_three_workers_two_replicas(tmp_path: Path, dataset: Path) -> 
     replicas = {t["replica"] for r in recs for t in r["history"] if "replica" in t}
     assert replicas == {"r0", "r1"}, "both replicas should serve"
     manifest = json.loads((run_dir / "output" / "_manifest.json").read_text())
-    assert manifest["records"] == 500 and manifest["ok"] == 500
+    assert manifest["records"] == 500
+    assert manifest["ok"] == 500
     assert sum(s["records"] for s in manifest["shards"]) == 500
     status = matrixhpc("status", str(run_dir))
-    assert "500/500" in status.stdout and "state=finished" in status.stdout
+    assert "500/500" in status.stdout
+    assert "state=finished" in status.stdout
     calls = sum(1 for r in recs for t in r["history"] if "replica" in t)
     served = {  # the clients' per-replica counts, as `status` shows them
         line.split()[0]: int(line.split()[1])
         for line in status.stdout.splitlines()
         if line.split()[:1] in (["r0"], ["r1"])
     }
-    assert set(served) == {"r0", "r1"} and sum(served.values()) == calls
+    assert set(served) == {"r0", "r1"}
+    assert sum(served.values()) == calls
 
 
 def test_roles_split_across_worker_groups(tmp_path: Path, dataset: Path) -> None:
@@ -53,9 +56,11 @@ def test_roles_split_across_worker_groups(tmp_path: Path, dataset: Path) -> None
     assert_complete(recs, 200)
     for r in recs:
         by_role = {t["role"]: t["worker"] for t in r["history"]}
-        assert by_role["extractor"] == "w002" and by_role["student"] in ("w000", "w001")
+        assert by_role["extractor"] == "w002"
+        assert by_role["student"] in ("w000", "w001")
     judge = json.loads((run_dir / "status" / "w002.json").read_text())
-    assert judge["received"] > 0 and judge["sent"] > 0
+    assert judge["received"] > 0
+    assert judge["sent"] > 0
 
 
 def test_misspelled_key_fails_before_launch(tmp_path: Path, dataset: Path) -> None:
@@ -63,12 +68,14 @@ def test_misspelled_key_fails_before_launch(tmp_path: Path, dataset: Path) -> No
     run_dir = tmp_path / "run"
     proc = matrixhpc("run", str(cfg), "--local", "workers.cont=3", "--run-dir", str(run_dir))
     assert proc.returncode == 2
-    assert "workers.cont" in proc.stderr and "did you mean 'count'" in proc.stderr
+    assert "workers.cont" in proc.stderr
+    assert "did you mean 'count'" in proc.stderr
     assert not run_dir.exists(), "nothing may be launched for a bad config"
 
     text = cfg.read_text().replace("repeat:", "repaet:")
     assert text != cfg.read_text()
     cfg.write_text(text)
     proc = matrixhpc("run", str(cfg), "--local", "--run-dir", str(run_dir))
-    assert proc.returncode == 2 and "routing.repaet" in proc.stderr
+    assert proc.returncode == 2
+    assert "routing.repaet" in proc.stderr
     assert not run_dir.exists()

@@ -90,7 +90,8 @@ def test_kill_workers_repeatedly_and_the_whole_run(
     recs = records(run_dir)
     assert_complete(recs, 2000)
     manifest = json.loads((run_dir / "output" / "_manifest.json").read_text())
-    assert manifest["records"] == 2000 and manifest["state"] == "finished"
+    assert manifest["records"] == 2000
+    assert manifest["state"] == "finished"
     restarted = [json.loads(p.read_text()) for p in (run_dir / "status").glob("*.json")]
     assert sum(s["replayed"] for s in restarted) > 0, "workers must have replayed journals"
     if groups:
@@ -178,7 +179,8 @@ def test_long_dialogue_resumes_from_its_journaled_turn(tmp_path: Path) -> None:
     assert resumed.wait(120) == 0, resumed.stderr.read() if resumed.stderr else ""
     (record,) = records(run_dir)
     llm_turns = [t for t in record["history"] if t["role"] in ("student", "teacher")]
-    assert len(llm_turns) == 20 and record["state"]["turns"] == 20
+    assert len(llm_turns) == 20
+    assert record["state"]["turns"] == 20
     assert before >= 9, f"killed too early to tell ({before} calls)"
     # undisturbed, the dialogue makes 20 calls; resumed from turn 0 it would make ~30
     assert before + after <= 21, f"{before} calls before the kill + {after} after"
@@ -201,9 +203,11 @@ def test_torn_journal_and_output_tails_are_repaired(tmp_path: Path) -> None:
     recs = records(run_dir)  # every line parses: the torn one is gone
     assert_complete(recs, 200)
     torn = list((run_dir / "output" / "_torn").iterdir())
-    assert len(torn) == 1 and torn[0].read_bytes().startswith(b'{"id":"r999-t0"')
+    assert len(torn) == 1
+    assert torn[0].read_bytes().startswith(b'{"id":"r999-t0"')
     manifest = json.loads((run_dir / "output" / "_manifest.json").read_text())
-    assert manifest["repaired"] and manifest["records"] == 200
+    assert manifest["repaired"]
+    assert manifest["records"] == 200
     status = json.loads((run_dir / "status" / "w000.json").read_text())
     assert status["journal"]["torn"] >= 1
 
@@ -218,8 +222,10 @@ def test_resume_with_changed_dataset_is_refused(tmp_path: Path) -> None:
     write_dataset(data, mcq_rows(31))
     refused = matrixhpc("resume", str(run_dir))
     assert refused.returncode == 2
-    assert "the input" in refused.stderr and "--force" in refused.stderr
+    assert "the input" in refused.stderr
+    assert "--force" in refused.stderr
     changed_config = matrixhpc("resume", str(run_dir), "workers.window=11")
-    assert changed_config.returncode == 2 and "the config" in changed_config.stderr
+    assert changed_config.returncode == 2
+    assert "the config" in changed_config.stderr
     _resume_until_done(run_dir, "--force")
     assert_complete(records(run_dir), 310)

@@ -46,7 +46,8 @@ def test_failed_tasks_are_retried_once_the_cause_is_fixed(tmp_path: Path) -> Non
     assert first.returncode == 0, first.stderr
     before = {r["id"]: r["status"] for r in records(run_dir)}
     failed = {i for i, s in before.items() if s == "failed"}
-    assert len(before) == 30 and len(failed) == 10
+    assert len(before) == 30
+    assert len(failed) == 10
     (tmp_path / "broken").unlink()  # the cause is fixed
     again = matrixhpc("resume", str(run_dir), "--retry-failed", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
@@ -59,6 +60,8 @@ def test_failed_tasks_are_retried_once_the_cause_is_fixed(tmp_path: Path) -> Non
         for path in (run_dir / "output").glob("_retired-*.jsonl")
         for line in path.read_text().splitlines()
     ]
-    assert {r["id"] for r in retired} == failed and all(r["status"] == "failed" for r in retired)
+    assert {r["id"] for r in retired} == failed
+    assert all(r["status"] == "failed" for r in retired)
     manifest = json.loads((run_dir / "output" / "_manifest.json").read_text())
-    assert manifest["records"] == 30 and manifest["state"] == "finished"
+    assert manifest["records"] == 30
+    assert manifest["state"] == "finished"

@@ -19,7 +19,7 @@ from conftest import (
     wait_for,
 )
 
-from matrixhpc.launch.slurm import sacct_states, squeue_states
+from matrixhpc.launch.slurm_queue import sacct_states, squeue_states
 
 pytestmark = pytest.mark.slurm
 
@@ -74,7 +74,8 @@ def test_full_slurm_run_every_job_completed(
     assert proc.returncode == 0, proc.stderr
     assert_complete(records(run_dir), 200)
     states = _settled(_all_ids(run_dir))
-    assert len(states) == 4 and set(states.values()) == {"COMPLETED"}, states
+    assert len(states) == 4, states
+    assert set(states.values()) == {"COMPLETED"}, states
     status = matrixhpc("status", str(run_dir))
     assert "200/200" in status.stdout
 
@@ -138,7 +139,8 @@ def test_cancelled_replica_the_other_takes_the_load(
         for t in r["history"]
         if "replica" in t and t["timings"]["start"] > cancelled_at + 2
     ]
-    assert late and {t["replica"] for t in late} == {"r0"}
+    assert late
+    assert {t["replica"] for t in late} == {"r0"}
 
 
 def test_stop_leaves_no_job(slurm_cluster: Path, tmp_path: Path, dataset: Path) -> None:

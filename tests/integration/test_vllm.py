@@ -39,7 +39,8 @@ def vllm_env() -> Path:
     tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
     assert proc.returncode == 0, f"scripts/setup-vllm-cpu.sh failed:\n{tail}"
     print(f"\nsetup-vllm-cpu.sh: {time.monotonic() - started:.0f} s")
-    assert PYTHON.is_file() and (MODEL / "config.json").is_file(), tail
+    assert PYTHON.is_file(), tail
+    assert (MODEL / "config.json").is_file(), tail
     return PYTHON
 
 

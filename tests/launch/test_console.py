@@ -33,7 +33,8 @@ def test_messages_move_to_the_log_when_the_pipe_closes(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert proc.stderr is not None and proc.stdin is not None
+    assert proc.stderr is not None
+    assert proc.stdin is not None
     assert proc.stderr.readline() == "first\n"
     proc.stderr.close()  # `| head -1`
     proc.stdin.close()

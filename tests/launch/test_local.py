@@ -18,8 +18,8 @@ from matrixhpc.launch import local
 from matrixhpc.launch.completion import run_finished
 from matrixhpc.launch.local import LaunchError, LocalLauncher, prepare_resume
 from matrixhpc.launch.process import Child, identity, spawn
+from matrixhpc.registry import Registry
 from matrixhpc.rundir import RunDir
-from matrixhpc.runtime.registry import Registry
 
 CONFIG = Path(__file__).parents[2] / "configs" / "hello.yaml"
 
@@ -109,7 +109,8 @@ def test_the_launcher_warns_about_a_run_without_progress(
     launcher.watch(10)
     assert worker.exited() == 0
     err = capsys.readouterr().err
-    assert "[matrixhpc] warning: no progress for" in err and "3/10 tasks written" in err
+    assert "[matrixhpc] warning: no progress for" in err
+    assert "3/10 tasks written" in err
     assert "w000: no live registry entry" in err
 
 

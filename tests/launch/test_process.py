@@ -129,7 +129,8 @@ def test_spawn_logs_and_stop(tmp_path: Path) -> None:
         while "hello world" not in tail(log) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert tail(log) == "hello world"
-        assert child.exited() is None and pid_alive(child.pid)
+        assert child.exited() is None
+        assert pid_alive(child.pid)
         assert os.getsid(child.pid) == child.pid  # its own session: Ctrl-C is not sent to it
         stop([child], timeout=5)
         assert child.exited() == -signal.SIGTERM
@@ -145,7 +146,8 @@ def test_spawn_logs_and_stop(tmp_path: Path) -> None:
 def test_start_time_is_field_22_of_proc_stat(procs: list[subprocess.Popen[bytes]]) -> None:
     p = _start(procs, ["sleep", "30"])
     start = start_time(p.pid)
-    assert start is not None and start >= (start_time(os.getpid()) or 0)
+    assert start is not None
+    assert start >= (start_time(os.getpid()) or 0)
     p.kill()
     p.wait()
     assert start_time(p.pid) is None
@@ -167,7 +169,8 @@ def test_only_the_recorded_process_itself_is_signalled(
     count, notes = stop_recorded(recorded, timeout=5)
     assert count == 1
     assert mine.wait(5) == -signal.SIGTERM
-    assert reused.poll() is None and elsewhere.poll() is None  # untouched
+    assert reused.poll() is None
+    assert elsewhere.poll() is None
     assert notes == [
         f"w001 (pid {reused.pid}) not signalled: it is gone "
         f"(PID {reused.pid} now belongs to another process)",

@@ -10,7 +10,7 @@ import pytest
 
 from matrixhpc.launch.progress import Progress
 from matrixhpc.launch.stall import StallWatch
-from matrixhpc.runtime.registry import Registry
+from matrixhpc.registry import Registry
 from matrixhpc.status import read_status
 
 
@@ -58,7 +58,9 @@ def test_a_stalled_run_is_described_then_repeated_not_stopped(run_dir: Path) -> 
     lines = warning.splitlines()
     assert lines[0].startswith("no progress for 1m01s: 30/100 tasks written")
     w000 = next(line for line in lines if "w000:" in line)
-    assert "running on" in w000 and "held=4 in_flight=4" in w000 and "pending_acks=2" in w000
+    assert "running on" in w000
+    assert "held=4 in_flight=4" in w000
+    assert "pending_acks=2" in w000
     w001 = next(line for line in lines if "w001:" in line)
     assert "no live registry entry" in w001
     assert "  journal error on w001: [Errno 28] No space left: /j/w001" in lines

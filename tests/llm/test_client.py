@@ -23,7 +23,7 @@ from matrixhpc.llm.types import (
     ReplicaInfo,
     ServiceUnavailable,
 )
-from matrixhpc.runtime.registry import Registry
+from matrixhpc.registry import Registry
 
 MSG = [{"role": "user", "content": "hi"}]
 FAST: dict[str, Any] = {"backoff_base": 0.01, "backoff_max": 0.05}
@@ -161,9 +161,13 @@ async def test_roundtrip_body_auth_usage_and_stats(server: ServerFactory) -> Non
     res = await client.chat("svc", MSG, {"temperature": 0.5, "max_tokens": 7})
     await client.close()
     assert res.text == "hello from a"
-    assert res.replica == "a" and res.finish_reason == "stop"
-    assert res.usage["prompt_tokens"] == 3 and res.usage["completion_tokens"] == 5
-    assert res.attempts == 1 and res.errors == [] and res.latency > 0
+    assert res.replica == "a"
+    assert res.finish_reason == "stop"
+    assert res.usage["prompt_tokens"] == 3
+    assert res.usage["completion_tokens"] == 5
+    assert res.attempts == 1
+    assert res.errors == []
+    assert res.latency > 0
     assert res.tool_calls is None
     assert a.bodies[0] == {"model": "m-a", "messages": MSG, "temperature": 0.5, "max_tokens": 7}
     assert a.auth == ["Bearer sekret"]
@@ -187,8 +191,10 @@ async def test_tool_calls_pass_through(server: ServerFactory) -> None:
     tools = [{"type": "function", "function": {"name": "lookup", "parameters": {}}}]
     res = await client.chat("svc", MSG, {"tools": tools, "tool_choice": "auto"})
     await client.close()
-    assert res.text == "" and res.tool_calls == calls
-    assert a.bodies[0]["tools"] == tools and a.bodies[0]["tool_choice"] == "auto"
+    assert res.text == ""
+    assert res.tool_calls == calls
+    assert a.bodies[0]["tools"] == tools
+    assert a.bodies[0]["tool_choice"] == "auto"
     assert a.auth == [None]
 
 
@@ -198,7 +204,8 @@ async def test_equal_replicas_share_a_burst(server: ServerFactory) -> None:
     client, _ = client_for([a.info(), b.info()])
     await asyncio.gather(*(client.chat("svc", MSG, {}) for _ in range(40)))
     await client.close()
-    assert abs(a.hits - b.hits) <= 2 and a.hits + b.hits == 40
+    assert abs(a.hits - b.hits) <= 2
+    assert a.hits + b.hits == 40
 
 
 @pytest.mark.asyncio
@@ -229,10 +236,12 @@ async def test_per_replica_limit_is_exact(server: ServerFactory) -> None:
     assert (a.peak, b.peak) == (3, 5)
     st = client.stats()["svc"]
     assert st["outstanding"] == 30
-    assert st["replicas"]["a"]["inflight"] == 3 and st["replicas"]["b"]["inflight"] == 5
+    assert st["replicas"]["a"]["inflight"] == 3
+    assert st["replicas"]["b"]["inflight"] == 5
     gate.set()
     results = await asyncio.gather(*tasks)
-    assert len(results) == 30 and (a.peak, b.peak) == (3, 5)
+    assert len(results) == 30
+    assert (a.peak, b.peak) == (3, 5)
     assert client.stats()["svc"]["outstanding"] == 0
     await client.close()
 
@@ -255,9 +264,8 @@ async def test_no_hidden_cap_below_the_limit(server: ServerFactory) -> None:
 async def test_500_retries_on_another_replica(server: ServerFactory) -> None:
     bad, good = await server("bad", mode="500"), await server("good")
     client, _ = client_for([bad.info(), good.info()])
-    results: list[ChatResult] = []
-    for _ in range(20):  # sequential: each first pick is a coin toss between the two
-        results.append(await client.chat("svc", MSG, {}))
+    # sequential: each first pick is a coin toss between the two
+    results: list[ChatResult] = [await client.chat("svc", MSG, {}) for _ in range(20)]
     await client.close()
     assert all(r.replica == "good" for r in results)
     assert bad.hits >= 1  # P(never picked first) = 2**-20
@@ -289,8 +297,11 @@ async def test_429_and_dropped_connection_are_retried(server: ServerFactory) -> 
         client = LLMClient(source, {"svc": ClientPolicy(**FAST)}, cooldown=0.05)
         res = await client.chat("svc", MSG, {})
         await client.close()
-        assert res.attempts == 2 and res.replica == srv.name and len(res.errors) == 1
-    assert busy.hits == 2 and drop.hits == 2
+        assert res.attempts == 2
+        assert res.replica == srv.name
+        assert len(res.errors) == 1
+    assert busy.hits == 2
+    assert drop.hits == 2
 
 
 @pytest.mark.asyncio
@@ -301,7 +312,8 @@ async def test_timeout_fails_over(server: ServerFactory) -> None:
     await client.close()
     assert all(r.replica == "fast" for r in results)
     timed_out = [r for r in results if r.attempts == 2]
-    assert len(timed_out) == 2 and all("timeout" in r.errors[0] for r in timed_out)
+    assert len(timed_out) == 2
+    assert all("timeout" in r.errors[0] for r in timed_out)
 
 
 @pytest.mark.asyncio
@@ -329,12 +341,14 @@ async def test_cooldown_expires_and_doubles(server: ServerFactory) -> None:
     # a pair of concurrent requests always splits one per replica (least outstanding)
     await asyncio.gather(*(client.chat("svc", MSG, {}) for _ in range(2)))
     dead = client.stats()["svc"]["replicas"]["dead"]
-    assert dead["requests"] == 1 and 0 < dead["cooldown"] <= 0.2
+    assert dead["requests"] == 1
+    assert 0 < dead["cooldown"] <= 0.2
     await asyncio.sleep(0.3)
     await asyncio.gather(*(client.chat("svc", MSG, {}) for _ in range(2)))
     dead = client.stats()["svc"]["replicas"]["dead"]
     await client.close()
-    assert dead["requests"] == 2 and 0.2 < dead["cooldown"] <= 0.4
+    assert dead["requests"] == 2
+    assert 0.2 < dead["cooldown"] <= 0.4
 
 
 @pytest.mark.asyncio
@@ -359,7 +373,8 @@ async def test_no_replica_is_an_outage_after_waiting() -> None:
     await client.close()
     assert not isinstance(info.value, LLMError)  # agents must not turn it into a failed turn
     assert isinstance(info.value, ResourceUnavailable)  # run_step re-raises it: stop resumably
-    assert info.value.service == "svc" and 0.3 <= info.value.waited < 3
+    assert info.value.service == "svc"
+    assert 0.3 <= info.value.waited < 3
     assert "no replica listed" in str(info.value)
     st = client.stats()["svc"]
     assert (st["unavailable"], st["failures"]) == (1, 0)
@@ -386,7 +401,8 @@ async def test_every_replica_refusing_is_an_outage_not_a_failed_request() -> Non
         await client.chat("svc", MSG, {})
     await client.close()
     assert info.value.waited >= 0.5
-    assert "2 listed, none usable" in str(info.value) and "connection failed" in str(info.value)
+    assert "2 listed, none usable" in str(info.value)
+    assert "connection failed" in str(info.value)
     replicas = client.stats()["svc"]["replicas"]
     assert replicas["d0"]["requests"] + replicas["d1"]["requests"] > 2  # kept trying
 
@@ -411,7 +427,8 @@ async def test_replicas_killed_mid_request_and_replaced_finish_the_request(
     source.set("svc", [new.info()])  # the requeued job registers elsewhere
     result = await asyncio.wait_for(task, 5)
     await client.close()
-    assert result.replica == "new" and result.attempts >= 3
+    assert result.replica == "new"
+    assert result.attempts >= 3
     assert result.errors[0].startswith("old: ")
     assert all("connection failed" in e for e in result.errors[1:])
 
@@ -475,7 +492,8 @@ async def test_replica_registered_later_is_used(server: ServerFactory) -> None:
     source.set("svc", [a.info()])
     res = await asyncio.wait_for(task, 5)
     await client.close()
-    assert res.replica == "a" and res.attempts == 1
+    assert res.replica == "a"
+    assert res.attempts == 1
 
 
 @pytest.mark.asyncio
@@ -531,7 +549,9 @@ async def test_registry_source_end_to_end(server: ServerFactory, tmp_path: Path)
     client = LLMClient(RegistryReplicaSource(registry), {})
     res = await client.chat("svc", MSG, {})
     await client.close()
-    assert res.replica == "r0" and a.auth == ["Bearer k-123"] and a.bodies[0]["model"] == "m"
+    assert res.replica == "r0"
+    assert a.auth == ["Bearer k-123"]
+    assert a.bodies[0]["model"] == "m"
 
 
 def _inflight(client: LLMClient, replica: str) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from matrixhpc.llm.replicas import RegistryReplicaSource, StaticReplicaSource
 from matrixhpc.llm.types import ReplicaInfo
-from matrixhpc.runtime.registry import Registry
+from matrixhpc.registry import Registry
 
 
 def _registry(tmp_path: Path) -> Registry:
@@ -65,7 +65,8 @@ def test_unchanged_entries_return_the_same_objects(tmp_path: Path) -> None:
     assert source.replicas("svc") is first
     reg.register("llm/svc", "r1", {"url": "http://h1/v1", "model": "m"})
     second = source.replicas("svc")
-    assert [r.name for r in second] == ["r0", "r1"] and second[0] is first[0]
+    assert [r.name for r in second] == ["r0", "r1"]
+    assert second[0] is first[0]
 
 
 def test_api_key_is_read_once_per_path(tmp_path: Path) -> None:

@@ -38,7 +38,8 @@ def test_slices_trials_ids_and_seeds(tmp_path: Path) -> None:
     assert sorted(t.id for t in tasks) == sorted(
         f"r{r}-t{k}" for r in (0, 1, 3, 4, 5) for k in (0, 1)
     )
-    assert len(errors) == 1 and errors[0].index == 2
+    assert len(errors) == 1
+    assert errors[0].index == 2
     assert all(t.seed == task_seed(7, t.id) and t.state["trial"] in (0, 1) for t in tasks)
     assert {t.origin for t in tasks if int(t.id[1]) % 2 == 0} == {"w0"}
     first = [(t.id, t.seed) for t in _items(data, (0, 2)) if isinstance(t, Task)]
@@ -84,7 +85,8 @@ def test_bad_rows_of_every_kind_are_errors_and_every_task_can_travel(tmp_path: P
     errors = [e for e in items if isinstance(e, RowError)]
     questions = sorted({t.row["q"] for t in tasks})
     assert questions == sorted([f"j{i}" for i in range(12)] + [f"c{i}" for i in range(3)])
-    assert len(errors) == len(bad) + 3 and all(e.reason for e in errors)
+    assert len(errors) == len(bad) + 3
+    assert all(e.reason for e in errors)
     assert len(tasks) == count_rows(pattern, None, ["q"]) * 2
     for task in tasks:
         assert decode(encode_task(task))[1][1].row == task.row

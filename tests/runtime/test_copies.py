@@ -25,8 +25,10 @@ def test_a_later_attempt_replaces_an_earlier_one() -> None:
 
 def test_copies_of_different_admissions_are_both_driven() -> None:
     old, new = _copy(hop=12, token=7), _copy(hop=3, token=8)
-    assert not supersedes(new, old) and not supersedes(old, new)
-    assert still_current(new, old) and still_current(old, new)
+    assert not supersedes(new, old)
+    assert not supersedes(old, new)
+    assert still_current(new, old)
+    assert still_current(old, new)
 
 
 def test_a_replaced_or_written_copy_is_no_longer_current() -> None:

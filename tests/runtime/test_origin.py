@@ -43,12 +43,8 @@ def _records(out: Path) -> list[dict[str, object]]:
 
 async def _journaled(journal: Journal, count: int) -> list[list[Any]]:
     """The records on disk once ``count`` of them are written."""
-    await journal.commit()
-    # commit() can return before a group already being written lands (a bug, see
-    # test_journal.py): wait for the write itself instead of relying on it here
-    deadline = time.monotonic() + 5.0
-    while journal.stats["records"] < count and time.monotonic() < deadline:
-        await asyncio.sleep(0.005)
+    await journal.commit()  # returns once the group being written has landed too
+    assert journal.stats["records"] >= count
     return list(Journal(journal.dir).replay())
 
 
@@ -80,7 +76,8 @@ async def test_exactly_once_write(tmp_path: Path, make_book: MakeBook) -> None:
     tasks = [_task(i, "ok" if i % 2 else "failed") for i in range(3)]
     for t in tasks:
         await book.admit(t)
-    assert book.admitted == 3 and set(book.in_flight) == {"t0", "t1", "t2"}
+    assert book.admitted == 3
+    assert set(book.in_flight) == {"t0", "t1", "t2"}
     for t in tasks:
         assert book.complete(t) is True
     book.writer.close()
@@ -88,7 +85,8 @@ async def test_exactly_once_write(tmp_path: Path, make_book: MakeBook) -> None:
     assert [r["id"] for r in recs] == ["t0", "t1", "t2"]
     assert recs[1] == tasks[1].to_record()
     assert (book.ok, book.failed, book.duplicates, book.stale) == (1, 2, 0, 0)
-    assert not book.in_flight and book.written == {"t0", "t1", "t2"}
+    assert not book.in_flight
+    assert book.written == {"t0", "t1", "t2"}
 
 
 @pytest.mark.asyncio
@@ -106,7 +104,8 @@ async def test_admit_and_complete_are_journaled(tmp_path: Path, make_book: MakeB
     assert before <= issued_at <= time.time()
     assert records[2] == [DONE, "t1"]
     state = recover(records)
-    assert set(state.admitted) == {"t2"} and state.done == {"t1"}
+    assert set(state.admitted) == {"t2"}
+    assert state.done == {"t1"}
     assert state.admitted["t2"] == book.in_flight["t2"]
 
 
@@ -146,7 +145,9 @@ async def test_stale_or_forged_token_is_dropped(tmp_path: Path, make_book: MakeB
     forged.token ^= 2
     assert book.accepts(forged) is False
     assert book.complete(forged) is False
-    assert book.stale == 1 and book.duplicates == 0 and "t1" in book.in_flight
+    assert book.stale == 1
+    assert book.duplicates == 0
+    assert "t1" in book.in_flight
     wrong_attempt = copy.deepcopy(task)
     wrong_attempt.attempt = 1
     assert book.complete(wrong_attempt) is False
@@ -182,7 +183,8 @@ async def test_window_blocks_admission_until_a_completion(make_book: MakeBook) -
     assert not third.done()  # window full
     assert book.complete(a)
     await asyncio.wait_for(third, 1.0)
-    assert book.admitted == 3 and set(book.in_flight) == {"t2", "t3"}
+    assert book.admitted == 3
+    assert set(book.in_flight) == {"t2", "t3"}
 
 
 @pytest.mark.asyncio
@@ -264,10 +266,12 @@ async def test_give_up_writes_one_failed_record(tmp_path: Path, make_book: MakeB
     task = _task(1)
     await book.admit(task)
     book.give_up("t1", "w0", "no attempt came back")
-    assert book.failed == 1 and not book.in_flight
+    assert book.failed == 1
+    assert not book.in_flight
     late = _task(1)
     late.token = task.token
-    assert book.complete(late) is False and book.duplicates == 1  # a copy surfacing later
+    assert book.complete(late) is False
+    assert book.duplicates == 1
     await asyncio.wait_for(book.admit(_task(2)), 1.0)  # the window slot came back
     book.writer.close()
     recs = _records(tmp_path / "out")
@@ -284,19 +288,22 @@ async def test_first_finished_attempt_wins(tmp_path: Path, make_book: MakeBook) 
     issued_before = book.in_flight["t1"].issued_at
     new = book.reissue("t1", seed=99, origin="w0")
     assert (new.id, new.seed, new.row, new.origin) == ("t1", 99, {"i": 1}, "w0")
-    assert new.attempt == 1 and new.token == old.token
+    assert new.attempt == 1
+    assert new.token == old.token
     assert book.reissued == 1
     admission = book.in_flight["t1"]
     assert (admission.token, admission.attempt) == (old.token, 1)
     assert admission.issued_at >= issued_before  # a fresh lease
     # the old attempt was slow, not lost: whichever finishes first is written
-    assert book.accepts(old) is True and book.accepts(new) is True
+    assert book.accepts(old) is True
+    assert book.accepts(new) is True
     future = Task(id="t1", seed=0, row={}, origin="w0", attempt=2, token=old.token)
     assert book.accepts(future) is False  # an attempt never issued is forged
     # the re-issue reuses the admission's slot: no second slot is taken
     assert book.complete(old) is True
     new.status = "ok"
-    assert book.complete(new) is False and book.duplicates == 1
+    assert book.complete(new) is False
+    assert book.duplicates == 1
     await asyncio.wait_for(book.admit(_task(2)), 1.0)
     book.writer.close()
     recs = _records(tmp_path / "out")
@@ -330,7 +337,9 @@ async def test_restore_from_journal_and_shards(tmp_path: Path, make_book: MakeBo
     assert (book.ok, book.failed) == (2, 1)
     assert book.in_flight == {"t3": admitted["t3"]}
     assert book.admitted == 4
-    assert book.known("t0") and book.known("t3") and not book.known("t4")
+    assert book.known("t0")
+    assert book.known("t3")
+    assert not book.known("t4")
     # one slot is taken by t3: one admission passes, the next one waits
     await asyncio.wait_for(book.admit(_task(4)), 1.0)
     blocked = asyncio.create_task(book.admit(_task(5)))
@@ -341,7 +350,8 @@ async def test_restore_from_journal_and_shards(tmp_path: Path, make_book: MakeBo
     assert book.complete(copy.deepcopy(back))
     await asyncio.wait_for(blocked, 1.0)
     assert book.complete(Task(id="t0", seed=0, row={}, origin="w0")) is False  # written before
-    assert book.duplicates == 1 and book.ok == 3
+    assert book.duplicates == 1
+    assert book.ok == 3
 
 
 @pytest.mark.asyncio

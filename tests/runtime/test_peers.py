@@ -7,8 +7,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from matrixhpc.registry import Registry
 from matrixhpc.runtime.peers import KIND, PeerDirectory
-from matrixhpc.runtime.registry import Registry
 
 
 def _worker(reg: Registry, name: str, roles: list[str], **kw: Any) -> None:

@@ -70,7 +70,8 @@ def test_admit_then_done() -> None:
     state = recover(_through_journal([admit]))
     assert state.admitted == {"t1": Admission(42, 0, {"q": "?"}, 12.5)}
     state = recover(_through_journal([admit, done_record("t1")]))
-    assert state.admitted == {} and state.done == {"t1"}
+    assert state.admitted == {}
+    assert state.done == {"t1"}
     assert (state.records, state.skipped) == (2, 0)
 
 
@@ -127,20 +128,23 @@ def test_a_step_at_or_below_the_current_hop_is_ignored(stale_hop: int) -> None:
     replayed_twice: Turn = {"role": "again", "content": "dup"}
     records.append(_stepped(copy.deepcopy(live), replayed_twice, hop=stale_hop, next="zzz"))
     got = recover(records).held["t1"]
-    assert got.hop == 2 and got.next == "x"
+    assert got.hop == 2
+    assert got.next == "x"
     assert [t["content"] for t in got.history] == ["first", "x"]
 
 
 def test_a_step_for_a_task_not_held_is_ignored() -> None:
     state = recover([_stepped(_task("ghost"), {"role": "a"}, hop=1)])
-    assert state.held == {} and state.skipped == 0
+    assert state.held == {}
+    assert state.skipped == 0
 
 
 def test_sent_then_acked_releases_the_task() -> None:
     task = _task(hop=4)
     records = [task_record(task), _sent(task), acked_record(("t1", 99, 0, 4))]
     state = recover(_through_journal(records))
-    assert state.pending == {} and state.held == {}
+    assert state.pending == {}
+    assert state.held == {}
     assert state.skipped == 0
 
 
@@ -170,7 +174,8 @@ def test_sent_after_steps_matches_the_stepped_hop() -> None:
 def test_an_ack_for_another_hand_off_releases_nothing(ack: tuple[str, int, int, int]) -> None:
     task = _task(hop=4)
     state = recover([task_record(task), _sent(task), acked_record(ack)])
-    assert set(state.pending) == {"t1"} and set(state.held) == {"t1"}
+    assert set(state.pending) == {"t1"}
+    assert set(state.held) == {"t1"}
 
 
 def test_sent_that_does_not_match_the_held_task_is_not_pending() -> None:
@@ -202,7 +207,8 @@ def test_done_clears_admitted_held_and_pending() -> None:
     ]
     state = recover(_through_journal(records))
     assert set(state.admitted) == {"t2"}
-    assert state.held == {} and state.pending == {}
+    assert state.held == {}
+    assert state.pending == {}
     assert state.done == {"t1"}
 
 
@@ -238,7 +244,8 @@ def test_malformed_and_unknown_records_are_skipped_and_counted() -> None:
     assert state.records == len(records)
     assert state.skipped == len(MALFORMED)
     assert state.held == {"t1": good}  # the bad STEP/SENT/ACKED/DONE changed nothing
-    assert state.pending == {} and state.done == set()
+    assert state.pending == {}
+    assert state.done == set()
     assert set(state.admitted) == {"t2"}  # good records after bad ones still apply
 
 
@@ -265,7 +272,8 @@ def test_snapshot_reproduces_the_state() -> None:
     ]
     state = recover(_through_journal(records))
     assert set(state.admitted) == {"a", "x"}
-    assert set(state.held) == {"a", "b"} and set(state.pending) == {"b"}
+    assert set(state.held) == {"a", "b"}
+    assert set(state.pending) == {"b"}
     snap = snapshot_records(state.admitted, state.held, state.pending)
     again = recover(_through_journal(snap))
     assert again.skipped == 0
@@ -278,10 +286,13 @@ def test_snapshot_reproduces_the_state() -> None:
     assert again.pending["b"].task is again.held["b"]
     # a snapshot followed by the records written after it still applies them
     later = recover(_through_journal([*snap, acked_record(("b", 99, 1, 5))]))
-    assert later.pending == {} and set(later.held) == {"a"}
+    assert later.pending == {}
+    assert set(later.held) == {"a"}
 
 
 def test_empty_journal() -> None:
     state = recover([])
     assert (state.records, state.skipped) == (0, 0)
-    assert state.admitted == {} and state.held == {} and state.pending == {}
+    assert state.admitted == {}
+    assert state.held == {}
+    assert state.pending == {}

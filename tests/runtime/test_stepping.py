@@ -27,13 +27,19 @@ async def test_a_step_records_its_turn_and_a_failure_fails_the_task(boom: bool) 
     stats = WorkerStats()
     ctx = AgentContext(llm=None, worker="w0")  # type: ignore[arg-type]
     turn = await run_step(Echo("a"), task, ctx, stats, "w0")
-    assert turn is not None and task.history == [turn] and task.hop == 1
-    assert turn["worker"] == "w0" and turn["timings"]["end"] >= turn["timings"]["start"]
-    assert stats.steps == 1 and stats.step_errors == int(boom)
+    assert turn is not None
+    assert task.history == [turn]
+    assert task.hop == 1
+    assert turn["worker"] == "w0"
+    assert turn["timings"]["end"] >= turn["timings"]["start"]
+    assert stats.steps == 1
+    assert stats.step_errors == int(boom)
     advance(SequentialRouter(["a"]), task)
-    assert task.next == END and task.finished
+    assert task.next == END
+    assert task.finished
     assert task.status == ("failed" if boom else "ok")
-    assert (task.error is not None) == boom and (not boom or "agent broke" in str(task.error))
+    assert (task.error is not None) == boom
+    assert not boom or "agent broke" in str(task.error)
 
 
 class Unavailable(Agent):

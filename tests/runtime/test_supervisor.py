@@ -24,7 +24,8 @@ async def test_a_failing_job_is_logged_and_becomes_the_fault(
         sup.start(_boom(), "hand-off watcher")
         reason = await asyncio.wait_for(sup.fault, 2)
     assert reason == "hand-off watcher: RuntimeError: disk on fire"
-    assert "hand-off watcher failed" in caplog.text and "Traceback" in caplog.text
+    assert "hand-off watcher failed" in caplog.text
+    assert "Traceback" in caplog.text
     assert not sup.jobs
 
 
@@ -45,4 +46,6 @@ async def test_cancel_all_stops_every_job() -> None:
     sup = Supervisor()
     jobs = [sup.start(asyncio.Event().wait(), f"j{i}") for i in range(3)]
     await sup.cancel_all()
-    assert all(j.cancelled() for j in jobs) and not sup.jobs and not sup.fault.done()
+    assert all(j.cancelled() for j in jobs)
+    assert not sup.jobs
+    assert not sup.fault.done()

@@ -15,8 +15,9 @@ import pytest_asyncio
 import zmq
 import zmq.asyncio
 
+from matrixhpc.keys import CurveKeys
 from matrixhpc.llm.engines.listen import loopback_hosts, url_host
-from matrixhpc.runtime.transport import CurveKeys, Inbox, Outbox, advertised_host
+from matrixhpc.runtime.transport import Inbox, Outbox, advertised_host
 
 
 @pytest_asyncio.fixture

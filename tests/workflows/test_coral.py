@@ -194,4 +194,5 @@ def test_full_dialogue_through_both_steps() -> None:
         if result["agreed"] and agreed_at is None:
             agreed_at = i
     assert agreed_at == 5
-    assert task.state["final_answer"] == "C" and task.state["correct"] is True
+    assert task.state["final_answer"] == "C"
+    assert task.state["correct"] is True

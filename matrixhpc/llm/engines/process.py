@@ -87,7 +87,8 @@ class EngineProcess:
     async def wait_exit(self) -> int:
         """Return the exit code when the server dies (it should not while serving)."""
         assert self.proc is not None
-        while (code := self.proc.poll()) is None:
+        # a Popen child's exit has no asyncio event (it was not started by the loop): poll it
+        while (code := self.proc.poll()) is None:  # noqa: ASYNC110
             await asyncio.sleep(0.5)
         return code
 

@@ -109,7 +109,7 @@ class _Connection(asyncio.Protocol):
             self._fail(ExchangeFailed(f"server disconnected mid-response: {exc or 'EOF'}"))
 
     # -- httptools callbacks
-    def on_header(self, name: bytes, value: bytes) -> None:
+    def on_header(self, name: bytes, _value: bytes) -> None:
         if len(name) in (14, 17) and name.lower() in (b"content-length", b"transfer-encoding"):
             self.framed = True
 

@@ -52,8 +52,11 @@ Builder = Callable[[EngineLaunch], EngineCommand]
 def test_the_key_is_in_the_environment_never_on_argv(build: Builder, variable: str) -> None:
     command = build(LAUNCH)
     line = " ".join(command.argv)
-    assert KEY not in line and "from-args" not in line and "dashed" not in line
-    assert "api_key" not in line and "api-key" not in line
+    assert KEY not in line
+    assert "from-args" not in line
+    assert "dashed" not in line
+    assert "api_key" not in line
+    assert "api-key" not in line
     assert command.env[variable] == KEY
     assert command.argv[command.argv.index("--host") + 1] == "node7"
 
@@ -61,13 +64,15 @@ def test_the_key_is_in_the_environment_never_on_argv(build: Builder, variable: s
 def test_without_a_key_nothing_secret_is_set() -> None:
     for build in (llamacpp_command, vllm_command):
         command = build(replace(LAUNCH, api_key=None))
-        assert "API_KEY" not in command.env and "VLLM_API_KEY" not in command.env
+        assert "API_KEY" not in command.env
+        assert "VLLM_API_KEY" not in command.env
 
 
 def test_llamacpp_pins_host_and_port_in_its_environment() -> None:
     """llama_cpp.server lets ``HOST``/``PORT`` from the environment override ``--host``."""
     command = llamacpp_command(LAUNCH)
-    assert command.env["HOST"] == "node7" and command.env["PORT"] == "8123"
+    assert command.env["HOST"] == "node7"
+    assert command.env["PORT"] == "8123"
 
 
 def _children_cmdline_and_environ(marker: bytes) -> tuple[bytes, bytes]:

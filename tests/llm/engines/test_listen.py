@@ -74,4 +74,5 @@ def test_engine_hosts_spell_every_family_their_own_way() -> None:
     assert single_socket_host("0.0.0.0") == single_socket_host("*")
     assert asyncio_host("*") == asyncio_host("0.0.0.0") == ""
     assert single_socket_host("node7") == asyncio_host("node7") == "node7"
-    assert url_host("::1") == "[::1]" and url_host("node7") == "node7"
+    assert url_host("::1") == "[::1]"
+    assert url_host("node7") == "node7"

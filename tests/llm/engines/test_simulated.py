@@ -267,7 +267,8 @@ async def test_chat_completion_shape_and_usage() -> None:
     assert isinstance(body["created"], int)
     choice = body["choices"][0]
     assert choice["message"]["role"] == "assistant"
-    assert isinstance(choice["message"]["content"], str) and choice["message"]["content"]
+    assert isinstance(choice["message"]["content"], str)
+    assert choice["message"]["content"]
     usage = body["usage"]
     assert usage["prompt_tokens"] == 100
     assert 20 <= usage["completion_tokens"] <= 300
@@ -394,7 +395,8 @@ async def test_same_request_same_answer_and_seeds_change_it() -> None:
     text = [r["choices"][0]["message"]["content"] for r in (a, b, c, d)]
     assert text[0] == text[1]
     assert a["usage"] == b["usage"]
-    assert text[2] != text[0] and text[3] != text[0]
+    assert text[2] != text[0]
+    assert text[3] != text[0]
 
 
 @pytest.mark.asyncio

@@ -107,7 +107,8 @@ class SimEngine:
 
     def _rearm(self) -> None:
         """Point the single timer at the model's next event (or disarm it when idle)."""
-        assert self._model is not None and self._loop is not None
+        assert self._model is not None
+        assert self._loop is not None
         t = self._model.next_event_time()
         if self._timer is not None:
             if t == self._timer_at:

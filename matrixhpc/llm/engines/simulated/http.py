@@ -59,7 +59,7 @@ async def _auth_middleware(request: web.Request, handler: Handler) -> web.Stream
     return await handler(request)
 
 
-async def _health(request: web.Request) -> web.Response:
+async def _health(_request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 

@@ -1,35 +1,51 @@
-"""The file registry on a real directory: entries, TTLs, cached scans, atomic writes."""
+"""The file registry on a real directory: entries, TTLs, cached scans, heartbeats.
+
+Time is a hand-moved clock (the registry's injectable ``clock``), so TTLs and scan
+intervals pass instantly and every test sees the same order of events."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import time
 from pathlib import Path
 
 import pytest
 
-from matrixhpc.runtime.registry import Registry, atomic_write_json, read_json
+from matrixhpc.files import atomic_write_json, read_json
+from matrixhpc.registry import Registry
 
 
-def _reg(tmp_path: Path, **kw: float) -> Registry:
-    return Registry(tmp_path / "registry", **kw)
+class Clock:
+    """Wall time that moves only when a test says so."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _reg(tmp_path: Path, clock: Clock | None = None, **kw: float) -> Registry:
+    return Registry(tmp_path / "registry", clock=clock or Clock(), **kw)
 
 
 def test_register_then_entries(tmp_path: Path) -> None:
-    reg = _reg(tmp_path)
-    before = time.time()
+    reg = _reg(tmp_path, Clock(1234.5))
     reg.register("workers", "w0", {"address": "tcp://127.0.0.1:5000", "roles": ["a"]})
     entries = reg.entries("workers", fresh=True)
     assert list(entries) == ["w0"]
     entry = entries["w0"]
-    assert entry["address"] == "tcp://127.0.0.1:5000" and entry["roles"] == ["a"]
+    assert entry["address"] == "tcp://127.0.0.1:5000"
+    assert entry["roles"] == ["a"]
     assert entry["name"] == "w0"
     assert entry["ttl"] == reg.ttl
-    assert before <= entry["heartbeat"] <= time.time()
+    assert entry["heartbeat"] == 1234.5
     assert entry["pid"] == os.getpid()
-    assert isinstance(entry["host"], str) and entry["host"]
+    assert isinstance(entry["host"], str)
+    assert entry["host"]
     assert reg.path("workers", "w0") == tmp_path / "registry" / "workers" / "w0.json"
     assert reg.path("workers", "w0").is_file()
 
@@ -76,96 +92,106 @@ def test_refresh_overwrites(tmp_path: Path) -> None:
 
 
 def test_entry_expires_after_its_ttl(tmp_path: Path) -> None:
-    reg = _reg(tmp_path, scan_interval=0.0)
-    reg.register("workers", "short", {}, ttl=0.15)
+    clock = Clock()
+    reg = _reg(tmp_path, clock, scan_interval=0.0)
+    reg.register("workers", "short", {}, ttl=15)
     reg.register("workers", "long", {}, ttl=60)
-    assert set(reg.entries("workers")) == {"short", "long"}
-    time.sleep(0.3)
+    clock.advance(15)
+    assert set(reg.entries("workers")) == {"short", "long"}  # alive up to its TTL
+    clock.advance(0.01)
     assert set(reg.entries("workers")) == {"long"}
     # the file is still there: expiry is a reader's judgement, not a deletion
     assert reg.path("workers", "short").is_file()
 
 
 def test_default_ttl_comes_from_the_registry(tmp_path: Path) -> None:
-    reg = _reg(tmp_path, ttl=0.15, scan_interval=0.0)
+    clock = Clock()
+    reg = _reg(tmp_path, clock, ttl=15, scan_interval=0.0)
     reg.register("workers", "w0", {})
+    clock.advance(14)
     assert set(reg.entries("workers")) == {"w0"}
-    time.sleep(0.3)
+    clock.advance(2)
     assert reg.entries("workers") == {}
 
 
 def test_expiry_applies_even_to_a_cached_scan(tmp_path: Path) -> None:
-    reg = _reg(tmp_path, scan_interval=60.0)
-    reg.register("workers", "w0", {}, ttl=0.15)
+    clock = Clock()
+    reg = _reg(tmp_path, clock, scan_interval=60.0)
+    reg.register("workers", "w0", {}, ttl=15)
     assert set(reg.entries("workers")) == {"w0"}
-    time.sleep(0.3)
+    clock.advance(30)
     assert reg.entries("workers") == {}  # no rescan, but the cached entry is dead
 
 
 def test_permanent_entry_never_expires(tmp_path: Path) -> None:
-    reg = _reg(tmp_path, ttl=0.05, scan_interval=0.0)
+    clock = Clock()
+    reg = _reg(tmp_path, clock, ttl=5, scan_interval=0.0)
     reg.register("workers", "done", {"origin_done": True}, ttl=None)
     reg.register("workers", "alive", {})
-    time.sleep(0.15)
+    clock.advance(10**6)
     entries = reg.entries("workers")
     assert set(entries) == {"done"}
     assert entries["done"]["ttl"] is None
 
 
 def test_old_heartbeat_written_by_someone_else_is_dead(tmp_path: Path) -> None:
-    reg = _reg(tmp_path)
-    atomic_write_json(reg.path("workers", "stale"), {"heartbeat": time.time() - 100, "ttl": 30})
-    atomic_write_json(reg.path("workers", "fresh"), {"heartbeat": time.time(), "ttl": 30})
+    clock = Clock()
+    reg = _reg(tmp_path, clock)
+    atomic_write_json(reg.path("workers", "stale"), {"heartbeat": clock() - 100, "ttl": 30})
+    atomic_write_json(reg.path("workers", "fresh"), {"heartbeat": clock(), "ttl": 30})
     assert set(reg.entries("workers", fresh=True)) == {"fresh"}
 
 
 def test_cached_scan_hides_new_files_until_the_interval_passes(tmp_path: Path) -> None:
-    now = [1000.0]
-    reg = Registry(tmp_path / "registry", scan_interval=60.0, clock=lambda: now[0])
+    clock = Clock()
+    reg = _reg(tmp_path, clock, scan_interval=60.0)
     reg.register("workers", "w0", {})
     assert set(reg.entries("workers")) == {"w0"}
-    other = _reg(tmp_path)  # another process writes a new entry
+    other = _reg(tmp_path, clock)  # another process writes a new entry
     other.register("workers", "w1", {})
     assert set(reg.entries("workers")) == {"w0"}  # served from the cached scan
-    now[0] += 1.0
+    clock.advance(1.0)
     assert set(reg.entries("workers", fresh=True)) == {"w0", "w1"}
 
 
 def test_fresh_scans_share_one_listing_per_floor(tmp_path: Path) -> None:
     """Many waiting tasks each asking for a fresh view cost one scan per floor, not one
     each (a metadata storm on Lustre)."""
-    now = [1000.0]
-    reg = Registry(tmp_path / "registry", scan_interval=60.0, clock=lambda: now[0])
+    clock = Clock()
+    reg = _reg(tmp_path, clock, scan_interval=60.0)
     assert reg.fresh_floor == 1.0
     reg.register("workers", "w0", {})
     scans = 0
     real_scan = reg._scan
 
-    def counting(kind: str, at: float) -> dict[str, dict[str, object]]:
+    def counting(kind: str) -> dict[str, dict[str, object]]:
         nonlocal scans
         scans += 1
-        return real_scan(kind, at)
+        return real_scan(kind)
 
     reg._scan = counting  # type: ignore[method-assign]
     for _ in range(100):
         reg.entries("workers", fresh=True)
-        now[0] += 0.05  # 100 callers over 5 s
+        clock.advance(0.05)  # 100 callers over 5 s
     assert scans == 5
 
 
 def test_cached_scan_refreshes_after_the_interval(tmp_path: Path) -> None:
-    reg = _reg(tmp_path, scan_interval=0.2)
+    clock = Clock()
+    reg = _reg(tmp_path, clock, scan_interval=20.0)
     assert reg.entries("workers") == {}
-    _reg(tmp_path).register("workers", "late", {})
+    _reg(tmp_path, clock).register("workers", "late", {})
+    clock.advance(14.9)  # < interval * 0.75 (the least jitter can leave)
     assert reg.entries("workers") == {}
-    time.sleep(0.3)  # > interval * 1.25 (the most jitter can add)
+    clock.advance(10.2)  # > interval * 1.25 (the most jitter can add)
     assert set(reg.entries("workers")) == {"late"}
 
 
 def test_scans_are_cached_per_kind(tmp_path: Path) -> None:
-    reg = _reg(tmp_path, scan_interval=60.0)
+    clock = Clock()
+    reg = _reg(tmp_path, clock, scan_interval=60.0)
     assert reg.entries("a") == {}
-    _reg(tmp_path).register("b", "x", {})
+    _reg(tmp_path, clock).register("b", "x", {})
     assert set(reg.entries("b")) == {"x"}  # first look at kind b scans
 
 
@@ -182,33 +208,17 @@ def test_garbage_and_partial_files_are_ignored(tmp_path: Path) -> None:
     assert set(reg.entries("workers", fresh=True)) == {"good"}
 
 
-def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
-    target = tmp_path / "deep" / "dir" / "x.json"
-    for i in range(5):
-        atomic_write_json(target, {"i": i, "t": time.time()})
-    assert read_json(target) == {"i": 4, "t": pytest.approx(time.time(), abs=5)}
-    assert [p.name for p in target.parent.iterdir()] == ["x.json"]
-
-
-def test_atomic_write_serialises_unknown_types_as_strings(tmp_path: Path) -> None:
-    target = tmp_path / "x.json"
-    atomic_write_json(target, {"path": Path("/a/b")})
-    assert json.loads(target.read_text()) == {"path": "/a/b"}
-
-
-def test_read_json_missing_or_garbage_is_none(tmp_path: Path) -> None:
-    assert read_json(tmp_path / "nope.json") is None
-    bad = tmp_path / "bad.json"
-    bad.write_text("{not json")
-    assert read_json(bad) is None
-    undecodable = tmp_path / "u.json"
-    undecodable.write_bytes(b"\xff\xff")
-    assert read_json(undecodable) is None
+async def _turns(count: int) -> None:
+    """Let the loop's other tasks take ``count`` steps: a heartbeat with interval 0
+    beats once a step, so beats need no wall-clock wait."""
+    for _ in range(count):
+        await asyncio.sleep(0)
 
 
 @pytest.mark.asyncio
 async def test_heartbeat_refreshes_then_cancels(tmp_path: Path) -> None:
-    reg = _reg(tmp_path, ttl=0.3)
+    clock = Clock()
+    reg = _reg(tmp_path, clock, ttl=30)
     calls = 0
 
     def data() -> dict[str, int]:
@@ -216,24 +226,26 @@ async def test_heartbeat_refreshes_then_cancels(tmp_path: Path) -> None:
         calls += 1
         return {"beat": calls}
 
-    beat = asyncio.create_task(reg.heartbeat("workers", "w0", data, interval=0.05))
-    await asyncio.sleep(0.02)
+    beat = asyncio.create_task(reg.heartbeat("workers", "w0", data, interval=0))
+    await _turns(1)
     first = read_json(reg.path("workers", "w0"))
-    assert first is not None and first["beat"] == 1
-    await asyncio.sleep(0.5)  # past the TTL: only the refreshes keep it alive
+    assert first is not None
+    assert (first["beat"], first["heartbeat"]) == (1, 1000.0)
+    clock.advance(100)  # far past the TTL: only the refreshes keep it alive
+    await _turns(3)
     later = read_json(reg.path("workers", "w0"))
     assert later is not None
-    assert later["beat"] >= 4
-    assert later["heartbeat"] > first["heartbeat"]
+    assert later["beat"] >= 2
+    assert later["heartbeat"] == 1100.0
     assert "w0" in reg.entries("workers", fresh=True)
 
     beat.cancel()
     with pytest.raises(asyncio.CancelledError):
         await beat
     stopped_at = calls
-    await asyncio.sleep(0.15)
+    await _turns(3)
     assert calls == stopped_at
-    await asyncio.sleep(0.3)
+    clock.advance(30.01)
     assert reg.entries("workers", fresh=True) == {}  # it expires once the beats stop
 
 
@@ -249,23 +261,24 @@ async def test_heartbeat_survives_a_failed_write(tmp_path: Path) -> None:
             raise OSError("disk hiccup")
         return {"beat": calls}
 
-    beat = asyncio.create_task(reg.heartbeat("workers", "w0", data, interval=0.03))
-    await asyncio.sleep(0.2)
+    beat = asyncio.create_task(reg.heartbeat("workers", "w0", data, interval=0))
+    await _turns(3)
     beat.cancel()
     with pytest.raises(asyncio.CancelledError):
         await beat
     entry = read_json(reg.path("workers", "w0"))
-    assert entry is not None and entry["beat"] >= 2
+    assert entry is not None
+    assert entry["beat"] >= 2
 
 
 def test_a_process_sees_its_own_writes_without_a_scan(tmp_path: Path) -> None:
-    now = [1000.0]
-    reg = Registry(tmp_path / "registry", scan_interval=60.0, clock=lambda: now[0])
+    reg = _reg(tmp_path, scan_interval=60.0)
     reg.register("workers", "w0", {"state": "running"})
     assert reg.entries("workers")["w0"]["state"] == "running"  # the first scan
     reg.register("workers", "w0", {"state": "done"})
     reg.register("workers", "w1", {"state": "running"})
     entries = reg.entries("workers")  # cached scan, no new listing
-    assert entries["w0"]["state"] == "done" and set(entries) == {"w0", "w1"}
+    assert entries["w0"]["state"] == "done"
+    assert set(entries) == {"w0", "w1"}
     reg.deregister("workers", "w1")
     assert set(reg.entries("workers")) == {"w0"}

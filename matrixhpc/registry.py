@@ -2,17 +2,20 @@
 
 Why files: every cluster has a shared filesystem and nothing else in common; no
 server to start, no locks (Lustre/NFS locking is slow or broken), one writer per
-file. Writes are temp-file + rename (atomic on POSIX filesystems, Lustre and NFS
-included). Liveness is a heartbeat timestamp inside the file plus a TTL; readers
-cache directory scans and refresh with jitter so that thousands of clients do not
-storm the metadata server in lockstep.
+file. Writes are :func:`matrixhpc.files.atomic_write_json` (temp file, fsync,
+rename: atomic on POSIX filesystems, Lustre and NFS included). Liveness is a
+heartbeat timestamp inside the file plus a TTL; readers cache directory scans
+and refresh with jitter so that thousands of clients do not storm the metadata
+server in lockstep.
+
+Below everything that uses it (the runtime, LLM services, launchers, ``status``): it
+knows files and clocks, nothing of tasks, sockets or engines.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import random
 import socket
@@ -22,23 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from matrixhpc.files import atomic_write_json, read_json
+
 DEFAULT_TTL = 30.0
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON so that readers see the old file or the new one, never half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{random.getrandbits(32):08x}.tmp")
-    tmp.write_text(json.dumps(data, separators=(",", ":"), default=str))
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> Any | None:
-    """Read a JSON file, or None if it vanished or is mid-replacement garbage."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 @dataclass
@@ -85,7 +74,9 @@ class Registry:
             host=entry.get("host", socket.gethostname()),
             pid=entry.get("pid", os.getpid()),
         )
-        atomic_write_json(self.path(kind, name), entry)
+        # no fsync: an entry is soft state rewritten every heartbeat, and a node that
+        # crashes takes its heartbeats with it (readers see the old file or the new one)
+        atomic_write_json(self.path(kind, name), entry, fsync=False)
         if kind in self._scans:  # this process sees its own write at once, scan or not
             self._scans[kind].entries[name] = entry
 
@@ -100,12 +91,12 @@ class Registry:
         scan = self._scans.setdefault(kind, _Scan())
         now = self.clock()
         if now >= scan.at or (fresh and now - scan.done >= self.fresh_floor):
-            scan.entries = self._scan(kind, now)
+            scan.entries = self._scan(kind)
             scan.done = now
             scan.at = now + self.scan_interval * random.uniform(0.75, 1.25)
         return {n: e for n, e in scan.entries.items() if _alive(e, now)}
 
-    def _scan(self, kind: str, now: float) -> dict[str, dict[str, Any]]:
+    def _scan(self, kind: str) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
         try:
             names = [d.name for d in os.scandir(self.root / kind) if d.name.endswith(".json")]
