@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import shutil
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from matrixhpc.config import ConfigError, RunConfig, load_config
 from matrixhpc.data.readers import DatasetError, check_dataset
 from matrixhpc.rundir import RunDir, default_run_dir
+
+if TYPE_CHECKING:
+    from matrixhpc.launch.launcher import Launcher
+    from matrixhpc.launch.runinfo import Fingerprints
 
 EXIT_RESUMABLE = 75
 
@@ -35,6 +39,16 @@ def _load(config: Path, overrides: list[str], engine: str | None) -> RunConfig:
     except (ConfigError, DatasetError) as exc:
         _fail(str(exc))
     return cfg
+
+
+def _launcher_of(run: Mapping[str, object]) -> Launcher:
+    """The backend that started the run (run.json's ``launcher``), or a clear error."""
+    from matrixhpc.launch.backends import UnknownLauncher, launcher_of
+
+    try:
+        return launcher_of(run)
+    except UnknownLauncher as exc:
+        _fail(str(exc))
 
 
 def _event_loop_policy() -> None:
@@ -76,18 +90,13 @@ def run(
 
     Through Slurm when `sbatch` is on PATH (--slurm), else on this machine (--local).
     """
+    from matrixhpc.launch.backends import default_kind, launcher_for
+
     cfg = _load(config, list(overrides), engine)
-    launcher = launcher or ("slurm" if shutil.which("sbatch") else "local")
     run_dir = (run_dir or default_run_dir(cfg)).absolute()
     if (run_dir / "run.json").exists():
         _fail(f"{run_dir} already holds a run (matrixhpc resume {run_dir} continues it)")
-    if launcher == "slurm":
-        from matrixhpc.launch.slurm_run import launch_slurm
-
-        sys.exit(launch_slurm(cfg, run_dir, detach=detach))
-    from matrixhpc.launch.local import launch_local
-
-    sys.exit(launch_local(cfg, run_dir))
+    sys.exit(launcher_for(launcher or default_kind()).submit(cfg, run_dir, detach=detach))
 
 
 @main.command("sbatch")
@@ -141,19 +150,16 @@ def status(run_dir: Path, as_json: bool, watch: float) -> None:
             click.echo(json.dumps(payload, indent=2, default=str))
         else:
             click.echo(render(st))
-            if st.run.get("launcher") == "slurm":
-                _echo_jobs(run_dir)
+            _echo_jobs(run_dir, st.run)
         if not watch:
             return
         time.sleep(watch)
         click.clear()
 
 
-def _echo_jobs(run_dir: Path) -> None:
-    from matrixhpc.launch.slurm import SlurmLauncher, job_table
-
-    rd = RunDir(run_dir)
-    rows = job_table(SlurmLauncher(rd, rd.load()))
+def _echo_jobs(run_dir: Path, run: Mapping[str, object]) -> None:
+    """The run's scheduler jobs under the progress (none for a local run)."""
+    rows = _launcher_of(run).job_states(RunDir(run_dir))
     if rows:
         click.echo("")
         click.echo(f"{'slurm job':16} {'id':14} state")
@@ -167,22 +173,12 @@ def _echo_jobs(run_dir: Path) -> None:
 def stop(run_dir: Path, timeout: float) -> None:
     """Stop every process or Slurm job the run started (the run stays resumable)."""
     from matrixhpc.files import read_json
-    from matrixhpc.launch.process import read_recorded, stop_recorded
 
     rd = RunDir(run_dir)
-    run = read_json(rd.run_info) or {}
-    if run.get("launcher") == "slurm":
-        from matrixhpc.launch.slurm import SlurmLauncher
-
-        launcher = SlurmLauncher(rd, rd.load())
-        launcher.cancel()
-        click.echo(f"cancelled {len(launcher.job_ids())} job(s) of {run_dir}")
-        return
-    # only processes still ours: same host, same start time (a PID may have been reused)
-    count, notes = stop_recorded(read_recorded(read_json(rd.pids) or {}), timeout)
-    for note in notes:
+    stopped = _launcher_of(read_json(rd.run_info) or {}).stop(rd, timeout)
+    for note in stopped.notes:
         click.echo(note, err=True)
-    click.echo(f"stopped {count} process(es) of {run_dir}")
+    click.echo(f"{stopped.what} of {run_dir}")
 
 
 @main.command()
@@ -206,9 +202,9 @@ def resume(run_dir: Path, overrides: tuple[str, ...], force: bool, retry_failed:
     With --retry-failed (also after the run finished), every task recorded failed
     runs again and each id still ends with exactly one final record.
     """
-    from matrixhpc.data.fingerprint import input_fingerprint
     from matrixhpc.files import read_json
-    from matrixhpc.launch.local import resume_local
+    from matrixhpc.launch import resume_checks as checks
+    from matrixhpc.launch.runinfo import adopt_config
 
     rd = RunDir(run_dir)
     run = read_json(rd.run_info) or {}
@@ -217,34 +213,34 @@ def resume(run_dir: Path, overrides: tuple[str, ...], force: bool, retry_failed:
     if run.get("state") == "finished" and not retry_failed:
         click.echo(f"{run_dir}: the run has finished; nothing to resume")
         return
-    _check_not_running(run_dir, run, force)
+    launcher = _launcher_of(run)
+    _refuse(checks.launcher_problem(run, run_dir, force=force))
     cfg = _load(rd.config, list(overrides), None)
-    if retry_failed:
+    now = _fingerprints(cfg)
+    changed = checks.changes(run, now, cfg.dataset.path)
+    _refuse(checks.change_problem(changed, force=force))
+    if retry_failed:  # after the checks: a refused resume leaves the records as they were
         _retire_failed(rd, cfg.workers.count)
-    changes = []
-    if cfg.fingerprint() != run.get("config_hash"):
-        changes.append("the config")
-    if input_fingerprint(cfg.dataset.path) != run.get("input_fingerprint"):
-        changes.append(f"the input ({cfg.dataset.path})")
-    if changes and not force:
-        _fail(
-            f"refusing to resume: {' and '.join(changes)} changed since the run started; "
-            "records written so far came from the old one. Use --force to resume anyway."
-        )
-    if changes:
-        from matrixhpc.config import dump_config
-        from matrixhpc.files import atomic_write_json
+    if changed:
+        adopt_config(rd, cfg, now)
+    sys.exit(launcher.resume(rd, cfg))
 
-        dump_config(cfg, rd.config)
-        run.update(
-            config_hash=cfg.fingerprint(), input_fingerprint=input_fingerprint(cfg.dataset.path)
-        )
-        atomic_write_json(rd.run_info, run)
-    if run.get("launcher") == "slurm":
-        from matrixhpc.launch.slurm_run import resume_slurm
 
-        sys.exit(resume_slurm(rd, cfg))
-    sys.exit(resume_local(rd, cfg))
+def _refuse(problem: str | None) -> None:
+    """A check's problem (``launch.resume_checks``) ends the command before anything starts."""
+    if problem is not None:
+        _fail(problem)
+
+
+def _fingerprints(cfg: RunConfig) -> Fingerprints:
+    """The config's and the input's fingerprints now; an input file that cannot be read
+    (gone or unreadable since the check of the dataset) is an error naming it."""
+    from matrixhpc.launch.runinfo import Fingerprints
+
+    try:
+        return Fingerprints.of(cfg)
+    except DatasetError as exc:
+        _fail(str(exc))
 
 
 def _retire_failed(rd: RunDir, workers: int) -> None:
@@ -257,30 +253,6 @@ def _retire_failed(rd: RunDir, workers: int) -> None:
     except (RetireError, OSError) as exc:
         _fail(f"cannot retire the failed records: {exc}")
     click.echo(f"retrying {count} failed task(s); their old records: {rd.output}/_retired-*.jsonl")
-
-
-def _check_not_running(run_dir: Path, run: dict[str, object], force: bool) -> None:
-    """Refuse to resume a run whose launcher still runs: checked by host, PID and start
-    time, so a reused PID is not mistaken for it; another host's cannot be checked."""
-    import socket
-
-    from matrixhpc.launch.process import Recorded, pid_alive
-
-    pid = run.get("launcher_pid")
-    if not isinstance(pid, int) or run.get("launcher") == "slurm":
-        return
-    host, start = run.get("launcher_host"), run.get("launcher_start")
-    if not isinstance(start, int):  # recorded before start times were: the PID is all there is
-        if pid_alive(pid):
-            _fail(f"{run_dir} is running (launcher pid {pid}); stop it first")
-        return
-    if Recorded("launcher", pid, str(host) if host else None, start).mismatch() is None:
-        _fail(f"{run_dir} is running (launcher pid {pid}); stop it first")
-    if host and host != socket.gethostname() and not force:
-        _fail(
-            f"{run_dir} was launched on host {host} (launcher pid {pid}), which cannot be "
-            f"checked from here: resume it on {host}, or use --force if that host is down"
-        )
 
 
 @main.command()

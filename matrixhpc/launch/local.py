@@ -18,14 +18,18 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from typing_extensions import override
+
 from matrixhpc.config import RunConfig
 from matrixhpc.data.manifest import write_manifest
 from matrixhpc.files import atomic_write_json, read_json
 from matrixhpc.launch.completion import forget_workers, run_finished, worker_name
 from matrixhpc.launch.console import say, use_log
 from matrixhpc.launch.diagnosis import exit_reason
+from matrixhpc.launch.launcher import JobState, Launcher, Stopped
 from matrixhpc.launch.process import (
     Child,
+    Recorded,
     identity,
     matrixhpc_argv,
     read_recorded,
@@ -279,12 +283,16 @@ def launch_local(cfg: RunConfig, run_dir: Path) -> int:
     return LocalLauncher(rd, cfg).run()
 
 
+def _recorded(rd: RunDir) -> list[Recorded]:
+    """The launcher and children the last launch recorded in ``pids.json``."""
+    return read_recorded(read_json(rd.pids) or {})
+
+
 def prepare_resume(rd: RunDir) -> None:
     """Leftovers of the last launch are stopped (their state is journaled) — only those
     still ours, by host and start time — and its workers' "done" markers are removed,
     so that they cannot end the new launch's replicas (see ``forget_workers``)."""
-    pids = read_json(rd.pids) or {}
-    children = [p for p in read_recorded(pids) if p.name != "launcher"]
+    children = [p for p in _recorded(rd) if p.name != "launcher"]
     _, notes = stop_recorded(children)
     for note in notes:
         say(f"[matrixhpc] {note}")
@@ -296,3 +304,27 @@ def resume_local(rd: RunDir, cfg: RunConfig) -> int:
     prepare_resume(rd)
     say(f"[matrixhpc] resuming {rd.root}")
     return LocalLauncher(rd, cfg).run()
+
+
+class LocalBackend(Launcher):
+    """The :class:`~matrixhpc.launch.launcher.Launcher` on this machine: the run's
+    processes are children of ``matrixhpc run`` (or ``resume``), which supervises them
+    until the end, so there is nothing to detach from and no scheduler to ask."""
+
+    @override
+    def submit(self, cfg: RunConfig, run_dir: Path, *, detach: bool = False) -> int:
+        return launch_local(cfg, run_dir)
+
+    @override
+    def resume(self, rd: RunDir, cfg: RunConfig) -> int:
+        return resume_local(rd, cfg)
+
+    @override
+    def stop(self, rd: RunDir, timeout: float) -> Stopped:
+        """Only processes still ours: same host, same start time (a PID may have been reused)."""
+        count, notes = stop_recorded(_recorded(rd), timeout)
+        return Stopped(f"stopped {count} process(es)", notes)
+
+    @override
+    def job_states(self, rd: RunDir) -> list[JobState]:
+        return []

@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from matrixhpc.config import RunConfig
+from matrixhpc.config import RunConfig, dump_config
 from matrixhpc.data.fingerprint import input_fingerprint
 from matrixhpc.data.readers import tally_rows
 from matrixhpc.files import atomic_write_json, read_json
 from matrixhpc.rundir import RunDir
+
+
+@dataclass(frozen=True)
+class Fingerprints:
+    """What run.json records of the config and the input it started with, so that a
+    resume can tell that either changed (records so far came from the old ones)."""
+
+    config_hash: str
+    input_fingerprint: str
+
+    @classmethod
+    def of(cls, cfg: RunConfig) -> Fingerprints:
+        """Of ``cfg`` and its dataset as they are now (reads every dataset file)."""
+        return cls(cfg.fingerprint(), input_fingerprint(cfg.dataset.path))
+
+    def fields(self) -> dict[str, str]:
+        """As run.json's keys."""
+        return asdict(self)
 
 
 def record_run(rd: RunDir, cfg: RunConfig, launcher: str, **fields: Any) -> dict[str, Any]:
@@ -28,11 +47,20 @@ def record_run(rd: RunDir, cfg: RunConfig, launcher: str, **fields: Any) -> dict
             "name": cfg.name,
             "launcher": launcher,
             "started": time.time(),
-            "config_hash": cfg.fingerprint(),
-            "input_fingerprint": input_fingerprint(cfg.dataset.path),
+            **Fingerprints.of(cfg).fields(),
             "total_tasks": good * cfg.dataset.trials,
             "bad_rows": bad,
         }
     run.update(fields)
     atomic_write_json(path, run)
     return run
+
+
+def adopt_config(rd: RunDir, cfg: RunConfig, now: Fingerprints) -> None:
+    """A resume forced past a changed config or input continues under the new ones:
+    ``config.yaml`` and run.json's fingerprints are rewritten, so that the workers
+    load what was asked for and the next resume compares against what runs now."""
+    dump_config(cfg, rd.config)
+    run = read_json(rd.run_info) or {}
+    run.update(now.fields())
+    atomic_write_json(rd.run_info, run)

@@ -18,6 +18,7 @@ import submitit
 from matrixhpc.config import RunConfig
 from matrixhpc.files import atomic_write_json, read_json
 from matrixhpc.launch.jobs import CommandJob, WorkerJob
+from matrixhpc.launch.launcher import JobState
 from matrixhpc.launch.sbatch import allocation_script
 from matrixhpc.launch.slurm_options import job_parameters
 from matrixhpc.launch.slurm_queue import sacct_states, squeue_states
@@ -115,7 +116,7 @@ class SlurmLauncher:
             subprocess.run(["scancel", *ids], check=False, capture_output=True)
 
 
-def job_table(launcher: SlurmLauncher) -> list[tuple[str, str, str]]:
+def job_table(launcher: SlurmLauncher) -> list[JobState]:
     """(what, job id, state) for every job of the run: queued state, else final state."""
     jobs = launcher.jobs()
     named = [(f"server {n}", j) for n, j in jobs["servers"].items()]
@@ -126,4 +127,4 @@ def job_table(launcher: SlurmLauncher) -> list[tuple[str, str, str]]:
     ids = [j for _, j in named]
     queued = squeue_states(ids)
     final = sacct_states([j for j in ids if j not in queued])
-    return [(what, j, queued.get(j) or final.get(j) or "UNKNOWN") for what, j in named]
+    return [JobState(what, j, queued.get(j) or final.get(j) or "UNKNOWN") for what, j in named]

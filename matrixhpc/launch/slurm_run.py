@@ -1,4 +1,5 @@
-"""``matrixhpc run --slurm`` and ``resume`` of a Slurm run: submit, record, then follow.
+"""``matrixhpc run --slurm``, ``resume``, ``stop`` and ``status`` of a Slurm run: submit,
+record, then follow; the Slurm backend of the :class:`~matrixhpc.launch.launcher.Launcher`.
 
 Above both the launcher (:mod:`.slurm`, which submits) and the watcher
 (:mod:`.slurm_watch`, which follows), so neither imports the other's caller.
@@ -8,10 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing_extensions import override
+
 from matrixhpc.config import RunConfig
 from matrixhpc.launch.completion import forget_workers, worker_name
 from matrixhpc.launch.console import say, use_log
-from matrixhpc.launch.slurm import SlurmLauncher
+from matrixhpc.launch.launcher import JobState, Launcher, Stopped
+from matrixhpc.launch.slurm import SlurmLauncher, job_table
 from matrixhpc.launch.slurm_queue import squeue_states
 from matrixhpc.launch.slurm_watch import record_run, watch
 from matrixhpc.registry import Registry
@@ -70,3 +74,27 @@ def resume_slurm(rd: RunDir, cfg: RunConfig, *, detach: bool = False) -> int:
     record_run(rd, cfg, state="running")
     say(f"[matrixhpc] resubmitted {len(servers)} server job(s) and {len(workers)} worker(s)")
     return 0 if detach else watch(rd, cfg, launcher)
+
+
+class SlurmBackend(Launcher):
+    """The :class:`~matrixhpc.launch.launcher.Launcher` on a Slurm cluster: the run's
+    processes are jobs, which outlive the submitting shell (``--detach``) and are
+    stopped with ``scancel`` (Slurm's own signal and grace period, not ``timeout``)."""
+
+    @override
+    def submit(self, cfg: RunConfig, run_dir: Path, *, detach: bool = False) -> int:
+        return launch_slurm(cfg, run_dir, detach=detach)
+
+    @override
+    def resume(self, rd: RunDir, cfg: RunConfig) -> int:
+        return resume_slurm(rd, cfg)
+
+    @override
+    def stop(self, rd: RunDir, timeout: float) -> Stopped:
+        launcher = SlurmLauncher(rd, rd.load())
+        launcher.cancel()
+        return Stopped(f"cancelled {len(launcher.job_ids())} job(s)")
+
+    @override
+    def job_states(self, rd: RunDir) -> list[JobState]:
+        return job_table(SlurmLauncher(rd, rd.load()))
