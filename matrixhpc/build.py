@@ -144,10 +144,10 @@ def worker_ttl(workers: int) -> float:
 
 def load_interval(workers: int) -> float:
     """Seconds between updates of the load a worker advertises: each update is read by
-    every peer, so N**2 / interval reads in all: each flush up to ~16 workers, then
+    every peer, so N**2 / interval reads in all: every 5 s up to ~35 workers, then
     rarer (at most ~250 updates read per second); the per-peer ``sent`` counts balance
     between updates."""
-    return max(1.0, workers * workers / 250)
+    return max(5.0, workers * workers / 250)
 
 
 def _default_host(cfg: RunConfig) -> str:
