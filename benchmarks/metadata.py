@@ -144,7 +144,13 @@ class SimWorker:
         self.name = f"w{index:03d}"
         self.flush = max(1.0, n / 64)
         self.spec = WorkerSpec(
-            self.name, index, n, "g", sim.root, "-", flush_interval=self.flush,
+            self.name,
+            index,
+            n,
+            "g",
+            sim.root,
+            "-",
+            flush_interval=self.flush,
             load_interval=load_interval(n),
         )
         self.done = 0
@@ -391,7 +397,7 @@ def main() -> None:
     args = ap.parse_args()
     results = []
     for n in args.workers:
-        for baseline in ([True, False] if args.baseline else [False]):
+        for baseline in [True, False] if args.baseline else [False]:
             r = measure(n, args.readers, baseline, args.steady, args.requeue)
             results.append(r)
             line = "  ".join(

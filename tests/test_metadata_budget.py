@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,7 +29,7 @@ class Clock:
 
 
 @pytest.fixture
-def ops(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
+def ops(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     """Count the metadata calls the code under test makes (pathlib goes through these)."""
     import builtins
     import io
@@ -51,7 +50,7 @@ def ops(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
         wrap(os, attr, attr)
     wrap(io, "open", "open")
     wrap(builtins, "open", "open")
-    yield counts
+    return counts
 
 
 def _entry(active: int = 0) -> dict[str, object]:

@@ -29,7 +29,6 @@ from matrixhpc.runtime.peers import PeerDirectory
 from matrixhpc.runtime.spec import WorkerSpec
 from matrixhpc.runtime.stats import WorkerStats, base_status
 
-
 STATUS_REFRESH = 30.0  # an unchanged status file is still rewritten this often
 INDEX_INTERVAL = 5.0  # the shard index (a cache, see data/layout.py) at most this often
 VOLATILE = ("updated", "tasks_per_s", "tokens_per_s", "steps_per_s")
