@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import _baseline_registry
-from matrixhpc.build import load_interval, scan_interval, worker_ttl
+from matrixhpc.build import full_reread, load_interval, scan_interval, worker_ttl
 from matrixhpc.data.writers import ShardWriter
 from matrixhpc.registry import Registry
 from matrixhpc.runtime.peers import KIND, PeerDirectory
@@ -174,6 +174,7 @@ class SimWorker:
                 ttl=worker_ttl(sim.n),
                 scan_interval=scan_interval(sim.n),
                 clock=sim.clock,
+                full_every=full_reread(sim.n),
             )
         self.peers = PeerDirectory(self.registry, self.name)
         self.status_file = StatusFile(self.spec)
@@ -355,6 +356,7 @@ def measure(n: int, readers: int, baseline: bool, steady: float, requeue: float)
             warm = 3 * max(scan_interval(n), max(1.0, n / 64), 10.0)
             sim.run_until(warm)
             out: dict[str, Any] = {"workers": n, "code": "baseline" if baseline else "new"}
+            COUNTS.reset()
             COUNTS.on = True
             sim.run_until(warm + steady)
             out["steady"] = rates(steady, n)

@@ -142,6 +142,13 @@ def worker_ttl(workers: int) -> float:
     return max(30.0, workers * workers / 480)
 
 
+def full_reread(workers: int) -> float:
+    """Seconds between scans that re-read every registry entry (a safety net for reused
+    inode numbers, see ``files.JsonDir``): N**2 reads each time, so every 5 s for a few
+    workers and 2,000 s (500 reads/s in all) at 1,000."""
+    return max(5.0, workers * workers / 500)
+
+
 def load_interval(workers: int) -> float:
     """Seconds between updates of the load a worker advertises: each update is read by
     every peer, so N**2 / interval reads in all: every 5 s up to ~35 workers, then
@@ -164,6 +171,7 @@ async def run_worker(run_dir: Path, index: int) -> bool:
         rd.registry,
         ttl=worker_ttl(cfg.workers.count),
         scan_interval=scan_interval(cfg.workers.count),
+        full_every=full_reread(cfg.workers.count),
     )
     client = LLMClient(RegistryReplicaSource(registry), client_policies(cfg))
     worker = assemble_worker(

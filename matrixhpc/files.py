@@ -157,11 +157,26 @@ class JsonDir:
     A listing is trusted to be complete only once the directory's mtime is older than
     ``racy`` seconds at the time of the listing (a change in the same timestamp tick,
     1 s on some NFS servers, would otherwise go unseen): until then the next look lists
-    again."""
+    again.
 
-    def __init__(self, directory: Path, *, racy: float = 2.0) -> None:
+    An inode number can be reused once its file is gone (ext4 and GPFS do, Lustre does
+    not), so a file replaced twice between two looks may come back with the inode the
+    reader knows: every ``full_every`` seconds (of ``clock``) a look re-reads every
+    file, which bounds how long such a change goes unseen."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        racy: float = 2.0,
+        full_every: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.directory = directory
         self.racy = racy
+        self.full_every = full_every
+        self.clock = clock
+        self._full = clock()  # when every file was last read
         self._mtime: int | None = None
         self._listed = float("-inf")  # wall time of the last listing
         self._files: dict[str, tuple[int, Any]] = {}  # file name -> (inode, parsed)
@@ -174,12 +189,15 @@ class JsonDir:
         except FileNotFoundError:
             self._files, self._mtime = {}, None
             return {}
-        if st.st_mtime_ns != self._mtime or self._listed - st.st_mtime <= self.racy:
-            self._relist(st.st_mtime_ns)
+        full = self.clock() - self._full >= self.full_every
+        if full or st.st_mtime_ns != self._mtime or self._listed - st.st_mtime <= self.racy:
+            self._relist(st.st_mtime_ns, full=full)
         return {name[:-5]: data for name, (_, data) in self._files.items() if data is not None}
 
-    def _relist(self, mtime: int) -> None:
+    def _relist(self, mtime: int, *, full: bool) -> None:
         listed = time.time()
+        if full:
+            self._files, self._full = {}, self.clock()
         try:
             with os.scandir(self.directory) as it:
                 names = {

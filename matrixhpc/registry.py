@@ -13,7 +13,8 @@ The metadata budget (DESIGN.md, "Invariants and budgets") shapes every operation
   fifth of the TTL has passed since the last one: no new inode, no change to the
   directory every reader lists;
 - a scan is one ``stat`` of the directory when nothing in it was replaced, else one
-  listing plus one read per replaced entry (:class:`matrixhpc.files.JsonDir`);
+  listing plus one read per replaced entry (:class:`matrixhpc.files.JsonDir`), and
+  every entry is re-read every ``full_every`` seconds (inode numbers can be reused);
 - a reader that finds an entry's heartbeat older than its TTL ``stat``s that one file
   before declaring it dead (its mtime is the latest heartbeat), at most every quarter
   TTL per entry. Liveness costs readers one ``stat`` per entry per TTL, so a run of N
@@ -72,6 +73,7 @@ class Registry:
         scan_interval: float = 2.0,
         fresh_floor: float | None = None,
         clock: Callable[[], float] = time.time,
+        full_every: float = 5.0,
     ) -> None:
         self.root = Path(root)
         self.clock = clock
@@ -80,6 +82,7 @@ class Registry:
         # a "fresh" scan is still at most this often: many tasks waiting on one change
         # share one directory listing instead of each forcing its own (a Lustre storm)
         self.fresh_floor = min(1.0, scan_interval / 2) if fresh_floor is None else fresh_floor
+        self.full_every = full_every  # every entry re-read at least this often (JsonDir)
         self._scans: dict[str, _Scan] = {}
         self._mine: dict[tuple[str, str], _Mine] = {}
 
@@ -154,7 +157,8 @@ class Registry:
         (``fresh``: no older than ``fresh_floor``)."""
         scan = self._scans.get(kind)
         if scan is None:
-            scan = self._scans[kind] = _Scan(JsonDir(self.root / kind))
+            files = JsonDir(self.root / kind, full_every=self.full_every, clock=self.clock)
+            scan = self._scans[kind] = _Scan(files)
         now = self.clock()
         if now >= scan.at or (fresh and now - scan.done >= self.fresh_floor):
             scan.entries = self._scan(kind)
