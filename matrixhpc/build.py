@@ -115,6 +115,7 @@ def worker_spec(cfg: RunConfig, run_dir: Path, index: int) -> WorkerSpec:
         host=cfg.workers.host or _default_host(cfg),
         shard_records=cfg.output.shard_records,
         flush_interval=max(cfg.output.flush_interval, cfg.workers.count / 64),
+        load_interval=load_interval(cfg.workers.count),
         durability=cfg.workers.durability,
         commit_interval=cfg.workers.commit_interval,
         segment_bytes=cfg.workers.journal_segment_mb * 2**20,
@@ -132,6 +133,30 @@ def scan_interval(workers: int) -> float:
     return max(1.0, workers / 32)
 
 
+def worker_ttl(workers: int) -> float:
+    """Seconds a worker's registry entry lives without a heartbeat. Every reader checks
+    every entry about once per TTL (one ``stat``), N**2 / TTL in all: 30 s up to ~120
+    workers, then growing so that 1,000 cost ~600 ops/s (35 min). A worker that is
+    restarted (requeue) rewrites its entry, which peers see at their next scan; only a
+    worker killed for good is noticed this late (its origin's lease re-issues its tasks)."""
+    return max(30.0, workers * workers / 480)
+
+
+def full_reread(workers: int) -> float:
+    """Seconds between scans that re-read every registry entry (a safety net for reused
+    inode numbers, see ``files.JsonDir``): N**2 reads each time, so every 5 s for a few
+    workers and 2,000 s (500 reads/s in all) at 1,000."""
+    return max(5.0, workers * workers / 500)
+
+
+def load_interval(workers: int) -> float:
+    """Seconds between updates of the load a worker advertises: each update is read by
+    every peer, so N**2 / interval reads in all: every 5 s up to ~35 workers, then
+    rarer (at most ~250 updates read per second); the per-peer ``sent`` counts balance
+    between updates."""
+    return max(5.0, workers * workers / 250)
+
+
 def _default_host(cfg: RunConfig) -> str:
     """Inside a Slurm job peers are on other nodes: listen as the servers do."""
     return cfg.slurm.bind_host if "SLURM_JOB_ID" in os.environ else "127.0.0.1"
@@ -142,7 +167,12 @@ async def run_worker(run_dir: Path, index: int) -> bool:
     rd = RunDir(run_dir)
     cfg = rd.load()
     _, roles = cfg.group_of(index)
-    registry = Registry(rd.registry, scan_interval=scan_interval(cfg.workers.count))
+    registry = Registry(
+        rd.registry,
+        ttl=worker_ttl(cfg.workers.count),
+        scan_interval=scan_interval(cfg.workers.count),
+        full_every=full_reread(cfg.workers.count),
+    )
     client = LLMClient(RegistryReplicaSource(registry), client_policies(cfg))
     worker = assemble_worker(
         worker_spec(cfg, run_dir, index),

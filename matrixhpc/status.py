@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from matrixhpc.files import read_json
+from matrixhpc.files import JsonDir, read_json
 from matrixhpc.registry import Registry
 
 SUMMED = (
@@ -64,12 +64,26 @@ class RunStatus:
         return max(0.0, (self.expected - self.totals.get("done", 0)) / rate)
 
 
-def read_status(run_dir: Path) -> RunStatus:
+class StatusReader:
+    """Repeated looks at one run (progress bars, watchers, ``status --watch``): the status
+    directory and the registry are read incrementally (a ``stat`` when nothing changed,
+    only replaced files re-read; see :class:`matrixhpc.files.JsonDir`)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.files = JsonDir(run_dir / "status")
+        self.registry = Registry(run_dir / "registry", scan_interval=0.0)
+
+    def read(self) -> RunStatus:
+        return read_status(self.run_dir, self)
+
+
+def read_status(run_dir: Path, reader: StatusReader | None = None) -> RunStatus:
     run = read_json(run_dir / "run.json") or {}
-    workers = [
-        w for p in sorted((run_dir / "status").glob("*.json")) if (w := read_json(p)) is not None
-    ]
-    registry = Registry(run_dir / "registry")
+    reader = reader or StatusReader(run_dir)
+    files = reader.files.read()
+    workers = [w for _, w in sorted(files.items()) if isinstance(w, dict)]
+    registry = reader.registry
     replicas: dict[str, list[dict[str, Any]]] = {}
     llm_root = run_dir / "registry" / "llm"
     if llm_root.is_dir():

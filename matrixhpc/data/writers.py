@@ -89,6 +89,7 @@ class ShardWriter:
         self.shards: list[dict[str, Any]] = list(recovered or [])
         self._fh: IO[str] | None = None
         self._lent = -1  # the dup() of the open shard lent to the journal's fsync thread
+        self._indexed: list[dict[str, Any]] | None = None  # the index as last written
         out_dir.mkdir(parents=True, exist_ok=True)
 
     def _roll(self) -> IO[str]:
@@ -136,9 +137,14 @@ class ShardWriter:
         if self._fh is not None:
             self._fh.flush()
 
-    def write_index(self) -> None:
+    def write_index(self, *, only_if_changed: bool = False) -> None:
+        """Flush, and write the index (with ``only_if_changed``: unless it is what was
+        last written)."""
         self.flush()
+        if only_if_changed and self.shards == self._indexed:
+            return
         write_index(self.out_dir, self.worker, self.shards, fsync=self.durable)
+        self._indexed = [dict(s) for s in self.shards]
 
     def close(self) -> None:
         self.write_index()

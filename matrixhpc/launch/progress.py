@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from matrixhpc.launch.console import redirect, say
 from matrixhpc.launch.stall import DEFAULT_STALL_WARNING, StallWatch
-from matrixhpc.status import RunStatus, read_status
+from matrixhpc.status import RunStatus, StatusReader
 
 LINE_INTERVAL = 10.0
 
@@ -35,9 +35,10 @@ class Progress:
         self.bar = tqdm(total=total, unit="task", dynamic_ncols=True, disable=not self.tty)
         self.stall = StallWatch(stall_after, clock)
         self._last_line = 0.0
+        self.reader = StatusReader(run_dir)  # cached: only changed status files re-read
 
     def update(self, final: bool = False) -> RunStatus:
-        status = read_status(self.run_dir)
+        status = self.reader.read()
         if self.tty:
             self._draw_bar(status)
         elif final or time.monotonic() - self._last_line >= LINE_INTERVAL:

@@ -1,9 +1,15 @@
 """What a worker tells others: its registry entry (how peers find it and judge its
 load) and its status file (what ``matrixhpc status`` shows).
 
-The entry is refreshed with the status, every ``flush_interval``. Once this worker's
-own tasks are all written its entry must outlive its heartbeat: peers still count it
-when deciding that the whole run has finished.
+Both are offered every ``flush_interval`` and written only when they changed (the
+metadata budget, DESIGN.md): the entry through :meth:`Registry.publish` (its heartbeat
+is refreshed when due), with the load it advertises (active, queued) updated at most
+every ``spec.load_interval`` (every peer re-reads an entry that changed, so at scale the
+load rides along rarely and the per-peer ``sent`` counts balance between updates); the
+status file when anything but its timestamp and rates changed, and at least every
+``STATUS_REFRESH`` seconds (its ``updated`` age is shown by ``status``). Once this
+worker's own tasks are all written its entry must outlive its heartbeat: peers still
+count it when deciding that the whole run has finished.
 """
 
 from __future__ import annotations
@@ -22,6 +28,44 @@ from matrixhpc.runtime.peers import KIND as WORKERS
 from matrixhpc.runtime.peers import PeerDirectory
 from matrixhpc.runtime.spec import WorkerSpec
 from matrixhpc.runtime.stats import WorkerStats, base_status
+
+STATUS_REFRESH = 30.0  # an unchanged status file is still rewritten this often
+INDEX_INTERVAL = 5.0  # the shard index (a cache, see data/layout.py) at most this often
+VOLATILE = ("updated", "tasks_per_s", "tokens_per_s", "steps_per_s")
+
+
+class StatusFile:
+    """``status/<worker>.json`` written when its content changed (rates and the time
+    aside), or when ``refresh`` seconds passed since the last write."""
+
+    def __init__(self, spec: WorkerSpec, refresh: float = STATUS_REFRESH) -> None:
+        self.spec = spec
+        self.refresh = refresh
+        self._last: dict[str, Any] | None = None
+        self._at = float("-inf")
+
+    def offer(self, status: dict[str, Any], now: float, *, force: bool = False) -> bool:
+        """Write ``status`` if it is news (or ``force``); returns whether it was written."""
+        steady = {k: v for k, v in status.items() if k not in VOLATILE}
+        if not force and steady == self._last and now - self._at < self.refresh:
+            return False
+        write_status(self.spec, status)
+        self._last, self._at = steady, now
+        return True
+
+
+class LoadGate:
+    """The load a worker advertises: the current one at most every ``interval``."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._load: tuple[int, int] | None = None
+        self._at = float("-inf")
+
+    def advertise(self, load: tuple[int, int], now: float) -> tuple[int, int]:
+        if self._load is None or (load != self._load and now - self._at >= self.interval):
+            self._load, self._at = load, now
+        return self._load
 
 
 def write_status(spec: WorkerSpec, status: dict[str, Any]) -> None:
@@ -55,35 +99,52 @@ class Reporter:
         self.stats = stats
         self.errors = errors
         self.fault = fault  # the worker's fault so far, if any
+        self.status_file = StatusFile(spec)
+        self.load = LoadGate(spec.load_interval)
+        self._indexed = float("-inf")
 
     async def run(self) -> None:
         while True:
-            self.peers.refresh()
-            self.publish()
-            self.write_status()
-            self.parts.admitter.book.writer.write_index()
-            self.errors.flush()
+            self.tick()
             await self.deps.clock.sleep(self.spec.flush_interval)
+
+    def tick(self) -> None:
+        """One round: look at the peers, then write what changed."""
+        self.peers.refresh()
+        self.publish()
+        now = self.deps.clock.monotonic()
+        self.status_file.offer(self.status(), now)
+        writer = self.parts.admitter.book.writer
+        if now - self._indexed >= INDEX_INTERVAL:
+            writer.write_index(only_if_changed=True)
+            self._indexed = now
+        else:
+            writer.flush()
+        self.errors.flush()
 
     def publish(self, state: str = "running") -> None:
         """Write this worker's registry entry."""
         done = self.parts.admitter.done.is_set()
         driver = self.parts.driver
+        load = (driver.active, driver.queued)
+        if state == "running":
+            load = self.load.advertise(load, self.deps.clock.monotonic())
         entry = {
             "address": self.deps.inbox.address,
             "group": self.spec.group,
             "roles": self.roles,
-            "active": driver.active,
-            "queued": driver.queued,
+            "active": load[0],
+            "queued": load[1],
             "max_active": self.spec.max_active,
             "origin_done": done,
             "state": state,
         }
         with contextlib.suppress(OSError):
-            self.deps.registry.register(WORKERS, self.spec.name, entry, ttl=None if done else -1.0)
+            self.deps.registry.publish(WORKERS, self.spec.name, entry, ttl=None if done else -1.0)
 
     def write_status(self) -> None:
-        write_status(self.spec, self.status())
+        """Write the status file now, changed or not (at the end)."""
+        self.status_file.offer(self.status(), self.deps.clock.monotonic(), force=True)
 
     def status(self) -> dict[str, Any]:
         parts, book = self.parts, self.parts.admitter.book

@@ -27,6 +27,7 @@ class WorkerSpec:
     host: str = "127.0.0.1"
     shard_records: int = 100_000
     flush_interval: float = 1.0
+    load_interval: float = 1.0  # the load in the registry entry is updated at most this often
     durability: str = "batch"
     commit_interval: float = 0.005
     segment_bytes: int = 64 * 2**20
