@@ -27,6 +27,9 @@ from matrixhpc.task import Task
 
 Reroute = Callable[[Task], None]
 
+REROUTE_AFTER = 2  # resends of a TASK without an ACK before it goes to another peer
+AVOID_FOR = 60.0  # seconds a peer that stayed silent is picked only when no other can
+
 
 class Handoffs:
     def __init__(
@@ -95,8 +98,15 @@ class Handoffs:
 
     async def _retry(self, pending: Pending, reroute: Reroute, unreachable: set[str]) -> None:
         address = self.peers.address_of(pending.peer)
-        if address is None and pending.kind == FrameType.TASK:
-            del self.pending[pending.task.id]  # the peer is gone: someone else takes it
+        pending.tries += 1
+        silent = pending.tries > REROUTE_AFTER
+        if pending.kind == FrameType.TASK and (address is None or silent):
+            # the peer is gone, or silent while its registry entry still looks alive (a
+            # stopped process, a dead node whose entry has not expired): someone else
+            # takes it; a copy the slow peer finishes anyway is dropped as a duplicate
+            if address is not None:
+                self.peers.avoid(pending.peer, AVOID_FOR)
+            del self.pending[pending.task.id]
             self.rerouted += 1
             reroute(pending.task)  # starts a job: a long wait for a peer must not block us
             return

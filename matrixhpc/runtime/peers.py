@@ -14,6 +14,7 @@ from typing import Any
 from matrixhpc.registry import Registry
 
 KIND = "workers"
+AVOIDED = 1e6  # added to an avoided peer's load score: chosen only when nobody else can
 
 
 class PeerDirectory:
@@ -22,6 +23,7 @@ class PeerDirectory:
         self.me = me
         self._entries: dict[str, dict[str, Any]] = {}
         self._sent: dict[str, int] = {}
+        self._avoid: dict[str, float] = {}  # peer -> until when it is picked only as a last resort
 
     def refresh(self, *, fresh: bool = False) -> None:
         entries = self.registry.entries(KIND, fresh=fresh)
@@ -42,6 +44,7 @@ class PeerDirectory:
     def pick(self, role: str) -> tuple[str, str] | None:
         """(name, address) of the least-loaded live peer hosting ``role``."""
         best: tuple[float, float, str, str] | None = None
+        now = self.registry.clock()
         for name, entry in self._entries.items():
             if name == self.me or role not in entry.get("roles", ()):
                 continue
@@ -49,6 +52,8 @@ class PeerDirectory:
                 continue
             load = entry.get("active", 0) + entry.get("queued", 0) + self._sent.get(name, 0)
             score = load / max(1, entry.get("max_active", 1))
+            if self._avoid.get(name, 0.0) > now:
+                score += AVOIDED
             candidate = (score, random.random(), name, entry["address"])
             if best is None or candidate < best:
                 best = candidate
@@ -56,6 +61,11 @@ class PeerDirectory:
             return None
         self._sent[best[2]] = self._sent.get(best[2], 0) + 1
         return best[2], best[3]
+
+    def avoid(self, name: str, seconds: float) -> None:
+        """A peer that left a hand-off unacknowledged: prefer any other for ``seconds``
+        (it may be stopped, or dead with a registry entry that has not expired yet)."""
+        self._avoid[name] = self.registry.clock() + seconds
 
     def hosts(self, role: str) -> bool:
         """Whether some other live worker hosts ``role`` (somewhere to shed load to)."""

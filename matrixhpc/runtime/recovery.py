@@ -43,6 +43,7 @@ class Pending:
     peer: str
     kind: int  # codec FrameType.TASK or RETURN
     sent_at: float = 0.0
+    tries: int = 0  # resends without an ACK so far
 
     @property
     def key(self) -> Key:

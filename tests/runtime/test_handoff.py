@@ -16,7 +16,7 @@ import zmq.asyncio
 
 from matrixhpc.codec import FrameType, decode
 from matrixhpc.registry import Registry
-from matrixhpc.runtime.handoff import Handoffs
+from matrixhpc.runtime.handoff import REROUTE_AFTER, Handoffs
 from matrixhpc.runtime.journal import Journal
 from matrixhpc.runtime.peers import KIND, PeerDirectory
 from matrixhpc.runtime.recovery import ACKED, SENT, Pending, recover, sent_record, task_record
@@ -357,3 +357,41 @@ async def test_a_dead_address_costs_one_send_per_sweep(net: Net) -> None:
     assert outbox.sends == [address]  # not five bounded waits in a row
     assert len(h.pending) == 5
     assert h.resent == 1
+
+
+@pytest.mark.asyncio
+async def test_a_task_a_live_looking_peer_never_acks_goes_to_another(net: Net) -> None:
+    """A stopped peer (or a dead node whose entry has not expired) keeps looking alive:
+    after a few unanswered resends the task is re-routed and the peer avoided."""
+    silent = net.inbox()
+    net.register("w1", silent.address)
+    h = net.handoffs("w0", ack_timeout=5.0)
+    task = _task()
+    await h.send(task, "w1", FrameType.TASK)
+    rerouted: list[Task] = []
+    for _ in range(REROUTE_AFTER):  # each ACK timeout: one more resend to the same peer
+        h.pending["t1"].sent_at -= 10.0
+        await h.sweep(rerouted.append)
+        assert rerouted == []
+    h.pending["t1"].sent_at -= 10.0
+    await h.sweep(rerouted.append)
+    assert rerouted == [task]
+    assert h.pending == {}
+    assert h.resent == REROUTE_AFTER
+    assert h.rerouted == 1
+    net.register("w2", net.inbox().address)
+    h.peers.refresh(fresh=True)
+    assert h.peers.pick("any") == ("w2", net.registry.entries(KIND)["w2"]["address"])
+
+
+@pytest.mark.asyncio
+async def test_a_return_is_never_rerouted_however_long_its_origin_is_silent(net: Net) -> None:
+    origin = net.inbox()
+    net.register("w9", origin.address)
+    h = net.handoffs("w1", ack_timeout=5.0)
+    await h.send(_task(origin="w9"), "w9", FrameType.RETURN)
+    for _ in range(REROUTE_AFTER + 3):
+        h.pending["t1"].sent_at -= 10.0
+        await h.sweep(_never)
+    assert set(h.pending) == {"t1"}
+    assert h.rerouted == 0

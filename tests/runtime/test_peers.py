@@ -173,3 +173,15 @@ def test_finished_counts_origin_done_including_permanent_entries(tmp_path: Path)
     peers.refresh()
     assert peers.finished(3)
     assert not peers.finished(4)
+
+
+def test_an_avoided_peer_is_picked_only_when_no_other_can(tmp_path: Path) -> None:
+    reg, peers = _dir(tmp_path)
+    _worker(reg, "w1", ["a"], active=0)
+    _worker(reg, "w2", ["a"], active=500)
+    peers.refresh(fresh=True)
+    peers.avoid("w1", 60.0)
+    assert [peers.pick("a")[0] for _ in range(5)] == ["w2"] * 5  # type: ignore[index]
+    reg.deregister(KIND, "w2")
+    peers.refresh(fresh=True)
+    assert peers.pick("a") == ("w1", "tcp://127.0.0.1:5001")  # the only one left
