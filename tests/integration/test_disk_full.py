@@ -43,7 +43,7 @@ def scratch(tmp_path: Path) -> Iterator[Path]:
 
 def _fill(path: Path) -> None:
     """Write until the filesystem refuses (ENOSPC)."""
-    with path.open("wb") as fh, contextlib.suppress(OSError):
+    with contextlib.suppress(OSError), path.open("wb") as fh:  # the run may have filled it
         while True:
             fh.write(b"\0" * 2**16)
             fh.flush()
