@@ -13,7 +13,7 @@ restarted within 30 s: new processes, new addresses), the end of the run (every 
 finishes within 30 s, then waits for the others as ``Worker._wait_for_peers`` does).
 
 ``--baseline`` runs the code before issue 16 for comparison: the registry of commit
-e2d16b8 (vendored as ``benchmarks/_baseline_registry.py``: every entry rewritten every
+e2d16b8 (read from git at run time, not copied: every entry rewritten every
 flush, every scan reads every entry), the status file and shard index written every
 flush, a new ``read_status`` per progress poll, and that commit's intervals.
 
@@ -34,14 +34,16 @@ import json
 import os
 import random
 import shutil
+import subprocess
+import sys
 import tempfile
+import types
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from benchmarks import _baseline_registry
 from matrixhpc.build import full_reread, load_interval, scan_interval, worker_ttl
 from matrixhpc.data.writers import ShardWriter
 from matrixhpc.registry import Registry
@@ -49,6 +51,22 @@ from matrixhpc.runtime.peers import KIND, PeerDirectory
 from matrixhpc.runtime.reporting import INDEX_INTERVAL, LoadGate, StatusFile, write_status
 from matrixhpc.runtime.spec import WorkerSpec
 from matrixhpc.status import StatusReader, read_status
+
+BASELINE = "e2d16b8"  # the commit before issue 16: its registry is the baseline
+
+
+def _load_baseline_registry() -> types.ModuleType:
+    """The registry module as it was at :data:`BASELINE`, from git (no vendored copy)."""
+    repo = Path(__file__).resolve().parents[1]
+    where = f"{BASELINE}:matrixhpc/registry.py"
+    source = subprocess.run(
+        ["git", "show", where], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout
+    module = types.ModuleType("baseline_registry")
+    sys.modules[module.__name__] = module  # dataclasses look their module up there
+    exec(compile(source, where, "exec"), module.__dict__)  # our own history, not input
+    return module
+
 
 BUDGET_STEADY = 2000.0  # ops/s for the whole run at 1,000 workers (DESIGN.md)
 BUDGET_BURST = 10000.0
@@ -165,7 +183,7 @@ class SimWorker:
         sim = self.sim
         self.generation += 1
         if sim.baseline:
-            self.registry: Any = _baseline_registry.Registry(
+            self.registry: Any = sim.registry_class(
                 sim.root / "registry", scan_interval=scan_interval(sim.n), clock=sim.clock
             )
         else:
@@ -237,6 +255,7 @@ class SimWorker:
 class Sim:
     def __init__(self, n: int, readers: int, baseline: bool, root: Path, replicas: int) -> None:
         self.n, self.baseline, self.root = n, baseline, root
+        self.registry_class: Any = _load_baseline_registry().Registry if baseline else Registry
         self.t = 0.0
         self.queue: list[tuple[float, int, Callable[[], None], float]] = []
         self.order = itertools.count()
@@ -250,8 +269,7 @@ class Sim:
         return 1_700_000_000.0 + self.t
 
     def _replica(self, r: int) -> Any:
-        cls = _baseline_registry.Registry if self.baseline else Registry
-        reg = cls(self.root / "registry", clock=self.clock)
+        reg = self.registry_class(self.root / "registry", clock=self.clock)
         entry = {"url": f"http://10.0.1.{r}:8000/v1", "model": "m", "state": "ready"}
         reg.register("llm/svc", f"r{r}", entry)
         return reg, entry
