@@ -9,16 +9,21 @@ directory. Every filesystem call is counted by wrapping ``os.stat``, ``os.scandi
 open. One listing counts as one ``getdents`` (plus one per 1,000 entries).
 
 Phases: steady state (every worker busy), a requeue storm (``--requeue`` of the workers
-restarted within 30 s: new processes, new addresses), the end of the run (every worker
-finishes within 30 s, then waits for the others as ``Worker._wait_for_peers`` does).
+restarted within 30 s: new processes, new addresses, starting from worker 0's snapshot of
+the registry), the end of the run (every worker finishes within 30 s, declares it with
+its marker, then waits for the others' markers as ``Worker._wait_for_peers`` does, and
+leaves: an "exited" marker, its entry removed).
 
 ``--baseline`` runs the code before issue 16 for comparison: the registry of commit
 e2d16b8 (read from git at run time, not copied: every entry rewritten every
 flush, every scan reads every entry), the status file and shard index written every
 flush, a new ``read_status`` per progress poll, and that commit's intervals.
 
-With many workers, only ``--readers`` of them (a sample) run their scans; their counts
-are scaled by N / readers (every worker writes for real). Ops/s are per simulated second.
+Only ``--readers`` of the workers (a sample; default: all of them, and 50 for the
+baseline, ``--baseline-readers``) may run their registry scans; their counts are scaled
+by N / readers (every worker writes for real, and, with today's code,
+every worker waits for the markers for real: a look costs the same at any N). Ops/s are
+per simulated second.
 
     python -m benchmarks.metadata --workers 1000 [--baseline] [--json out.json]
 """
@@ -46,9 +51,16 @@ from typing import Any
 
 from matrixhpc.build import full_reread, load_interval, scan_interval, worker_ttl
 from matrixhpc.data.writers import ShardWriter
+from matrixhpc.launch.completion import run_finished
 from matrixhpc.registry import Registry
 from matrixhpc.runtime.peers import KIND, PeerDirectory
-from matrixhpc.runtime.reporting import INDEX_INTERVAL, LoadGate, StatusFile, write_status
+from matrixhpc.runtime.reporting import (
+    INDEX_INTERVAL,
+    SNAPSHOT_INTERVAL,
+    LoadGate,
+    StatusFile,
+    write_status,
+)
 from matrixhpc.runtime.spec import WorkerSpec
 from matrixhpc.status import StatusReader, read_status
 
@@ -198,6 +210,8 @@ class SimWorker:
         self.status_file = StatusFile(self.spec)
         self.load = LoadGate(self.spec.load_interval)
         self.indexed = float("-inf")
+        self.snapshot = float("-inf")
+        self.declared = False
         self.publish()
         if self.reader:
             self.peers.refresh(fresh=True)
@@ -205,23 +219,29 @@ class SimWorker:
     def entry(self) -> dict[str, Any]:
         active = random.randint(0, 64)
         load = (active, 0) if self.sim.baseline else self.load.advertise((active, 0), self.sim.t)
-        return {
+        entry = {
             "address": f"tcp://10.0.0.{self.index % 250}:{5000 + self.generation}",
             "group": "g",
             "roles": ["a", "b"],
             "active": load[0],
             "queued": load[1],
             "max_active": 4096,
-            "origin_done": self.finished,
             "state": "exited" if self.exited else "running",
         }
+        if self.sim.baseline:  # then, "finished" rode in the entry
+            entry["origin_done"] = self.finished
+        return entry
 
     def publish(self) -> None:
-        ttl = None if self.finished else -1.0
+        """``Reporter.publish``."""
         if self.sim.baseline:
+            ttl = None if self.finished else -1.0
             self.registry.register(KIND, self.name, self.entry(), ttl=ttl)
-        else:
-            self.registry.publish(KIND, self.name, self.entry(), ttl=ttl)
+            return
+        if self.finished and not self.declared:
+            self.peers.declare_finished()
+            self.declared = True
+        self.registry.publish(KIND, self.name, self.entry())
 
     def tick(self) -> None:
         """``Reporter.tick``: peers, entry, status, index."""
@@ -230,6 +250,9 @@ class SimWorker:
             self.peers.refresh()
             self.registry.entries("llm/svc")  # the LLM client's replica list
         self.publish()
+        if not sim.baseline and self.index == 0 and sim.t - self.snapshot >= SNAPSHOT_INTERVAL:
+            self.registry.save_snapshot(KIND)
+            self.snapshot = sim.t
         if not self.finished:
             for _ in range(random.randint(1, 4)):
                 self.writer.write({"id": f"{self.name}-{self.done}", "status": "ok"})
@@ -246,10 +269,14 @@ class SimWorker:
 
     def wait_interval(self) -> float:
         """``Worker._wait_for_peers``'s interval, then and now."""
-        scan = self.registry.scan_interval
         if self.sim.baseline:
-            return max(0.25, scan / 4)
-        return max(0.25, scan / 4, self.sim.n * self.sim.n / 5000)
+            return max(0.25, self.registry.scan_interval / 4)
+        return max(0.25, self.sim.n / 400)
+
+    def waits(self) -> bool:
+        """Whether this worker's wait for the end is simulated (a sampled reader then;
+        every worker now, a look costing the same whatever N)."""
+        return self.reader or not self.sim.baseline
 
 
 class Sim:
@@ -259,7 +286,8 @@ class Sim:
         self.t = 0.0
         self.queue: list[tuple[float, int, Callable[[], None], float]] = []
         self.order = itertools.count()
-        sample = set(random.sample(range(n), min(readers, n)))
+        # worker 0 always reads: it saves the registry snapshot restarted workers start from
+        sample = {0, *random.sample(range(1, n), min(readers, n) - 1)} if n > 1 else {0}
         self.scale = n / len(sample)
         self.workers = [SimWorker(self, i, i in sample) for i in range(n)]
         self.replicas = [self._replica(r) for r in range(replicas)]
@@ -305,13 +333,20 @@ class Sim:
             beat = reg.register if self.baseline else reg.publish
             self.every(period, lambda b=beat, e=entry, r=reg: self._beat(b, e, r), 1.0, 0.0)
             # a server ends with the run: wait_run_finished looks every 5 s
-            self.every(5.0, lambda r=reg: bool(r.entries(KIND, fresh=True)) or True, 1.0, 0.0)
+            self.every(5.0, lambda r=reg: self._server_look(r), 1.0, 0.0)
         self.every(0.5, self._progress, 1.0, 0.0)  # the local launcher's progress poll
 
     def _tick(self, w: SimWorker) -> bool:
         if w.exited:
             return False
         w.tick()
+        return True
+
+    def _server_look(self, reg: Any) -> bool:
+        if self.baseline:
+            reg.entries(KIND, fresh=True)
+        else:
+            run_finished(reg, self.n)
         return True
 
     def _beat(self, beat: Callable[..., Any], entry: dict[str, Any], reg: Any) -> bool:
@@ -339,14 +374,19 @@ class Sim:
     def _finish(self, w: SimWorker) -> None:
         w.finished = True
         w.publish()
-        if w.reader:
-            self.every(w.wait_interval(), lambda: self._wait(w), self.scale, self.t)
+        if w.waits():
+            weight = self.scale if self.baseline else 1.0
+            self.every(w.wait_interval(), lambda: self._wait(w), weight, self.t)
 
     def _wait(self, w: SimWorker) -> bool:
-        w.peers.refresh(fresh=True)
+        if self.baseline:
+            w.peers.refresh(fresh=True)
         if w.peers.finished(self.n):
             w.exited = True
-            w.publish()
+            if self.baseline:
+                w.publish()
+            else:
+                w.peers.declare_exited()
             return False
         return True
 
@@ -386,7 +426,7 @@ def measure(n: int, readers: int, baseline: bool, steady: float, requeue: float)
             start = sim.t
             sim.finish(30.0)
             cap = 30.0 + 3 * max(w.wait_interval() for w in sim.workers) + 30.0
-            while sim.t - start < cap and not all(w.exited for w in sim.workers if w.reader):
+            while sim.t - start < cap and not all(w.exited for w in sim.workers if w.waits()):
                 sim.run_until(sim.t + 5.0)
             out["end_of_run"] = rates(sim.t - start, n)
             out["end_of_run"]["seconds"] = round(sim.t - start, 1)
@@ -409,7 +449,15 @@ def verdict(result: dict[str, Any]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", type=int, nargs="+", default=[2, 8, 16, 1000])
-    ap.add_argument("--readers", type=int, default=50, help="workers that scan (a sample)")
+    ap.add_argument(
+        "--readers", type=int, default=0, help="workers that scan (a sample; 0 = every one)"
+    )
+    ap.add_argument(
+        "--baseline-readers",
+        type=int,
+        default=50,
+        help="the sample for the baseline (whose every scan reads every entry: slow at N=1,000)",
+    )
     ap.add_argument("--steady", type=float, default=120.0, help="simulated seconds")
     ap.add_argument("--requeue", type=float, default=0.1, help="fraction requeued at once")
     ap.add_argument("--baseline", action="store_true", help="also run the code before issue 16")
@@ -418,7 +466,9 @@ def main() -> None:
     results = []
     for n in args.workers:
         for baseline in [True, False] if args.baseline else [False]:
-            r = measure(n, args.readers, baseline, args.steady, args.requeue)
+            readers = args.baseline_readers if baseline else args.readers
+            r = measure(n, readers or n, baseline, args.steady, args.requeue)
+            r["readers"] = min(readers or n, n)
             results.append(r)
             line = "  ".join(
                 f"{phase}={r[phase]['ops_per_s']:.0f}/s ({r[phase]['ops_per_s_per_worker']:.2f}"

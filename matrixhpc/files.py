@@ -145,24 +145,103 @@ def _create(tmp: Path) -> IO[bytes]:
         return tmp.open("wb")
 
 
+class DirWatch:
+    """Whether a directory may have changed since it was last listed: one ``stat``.
+
+    An atomic write (a rename), a new name and a removal all change the directory's
+    mtime. A listing is trusted to be complete only once that mtime is older than
+    ``racy`` seconds at the time of the listing (a change in the same timestamp tick,
+    1 s on some NFS servers, would otherwise go unseen): until then the next look lists
+    again."""
+
+    def __init__(self, directory: Path, racy: float = 2.0) -> None:
+        self.directory = directory
+        self.racy = racy
+        self._mtime: int | None = None
+        self._listed = float("-inf")  # wall time of the last listing
+
+    def look(self) -> tuple[bool, int] | None:
+        """``(stale, mtime_ns)``, or None if the directory does not exist."""
+        try:
+            st = os.stat(self.directory)
+        except FileNotFoundError:
+            self._mtime = None
+            return None
+        stale = st.st_mtime_ns != self._mtime or self._listed - st.st_mtime <= self.racy
+        return stale, st.st_mtime_ns
+
+    def listing(self) -> dict[str, int]:
+        """``{name: inode}`` of the directory's visible entries (the inode numbers come
+        with the listing at no extra cost); empty if it is gone."""
+        try:
+            with os.scandir(self.directory) as it:
+                return {d.name: d.inode() for d in it if not d.name.startswith(".")}
+        except FileNotFoundError:
+            return {}
+
+    def listed(self, mtime_ns: int, at: float) -> None:
+        """Record a listing started at wall time ``at`` of the directory at ``mtime_ns``."""
+        self._mtime, self._listed = mtime_ns, at
+
+
+class NameDir:
+    """The names in one directory, for markers whose name is all they say ("worker
+    w042 finished"): a look is one ``stat`` while nothing changed, else one listing.
+    No file is ever opened, so N readers of N markers cost N listings, not N**2 reads."""
+
+    def __init__(self, directory: Path, *, racy: float = 2.0) -> None:
+        self.watch = DirWatch(directory, racy)
+        self._names: frozenset[str] = frozenset()
+
+    def names(self) -> frozenset[str]:
+        look = self.watch.look()
+        if look is None:
+            self._names = frozenset()
+        elif look[0]:
+            at = time.time()
+            self._names = frozenset(self.watch.listing())
+            self.watch.listed(look[1], at)
+        return self._names
+
+    def add(self, name: str) -> None:
+        """Create the marker ``name`` (idempotent; an empty file, never rewritten)."""
+        path = self.watch.directory / name
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            self.watch.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        os.close(fd)
+        self._names = self._names | {name}
+
+    def remove(self, names: Iterable[str] | None = None) -> int:
+        """Remove the given markers (all with None); returns how many were there."""
+        targets = list(self.watch.listing()) if names is None else list(names)
+        removed = 0
+        for name in targets:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.watch.directory / name)
+                removed += 1
+        self._names = self._names - set(targets)
+        self.watch.listed(0, float("-inf"))  # list again at the next look
+        return removed
+
+
 class JsonDir:
     """The ``*.json`` files of one directory, read again only where something changed.
 
     A look costs one ``stat`` of the directory when nothing was added, removed or
-    replaced since the last one (an atomic write is a rename, which changes the
-    directory's mtime); otherwise one listing, whose entries carry their inode numbers
-    at no extra cost, and one read per file whose inode is new (every atomic write makes
-    a new inode). An unchanged file is never opened twice.
-
-    A listing is trusted to be complete only once the directory's mtime is older than
-    ``racy`` seconds at the time of the listing (a change in the same timestamp tick,
-    1 s on some NFS servers, would otherwise go unseen): until then the next look lists
-    again.
+    replaced since the last one (:class:`DirWatch`); otherwise one listing and one read
+    per file whose inode is new (every atomic write makes a new inode). An unchanged
+    file is not opened again until its re-read is due (below).
 
     An inode number can be reused once its file is gone (ext4 and GPFS do, Lustre does
     not), so a file replaced twice between two looks may come back with the inode the
-    reader knows: every ``full_every`` seconds (of ``clock``) a look re-reads every
-    file, which bounds how long such a change goes unseen."""
+    reader knows: each file is therefore re-read ``full_every`` seconds (of ``clock``)
+    after it was last read, which bounds how long such a change goes unseen. The first
+    re-reads are spread at random over that period, and each look re-reads only the
+    files that are due: N readers of N files cost N**2 / full_every reads per second,
+    evenly, never N**2 at once (all workers of a Slurm array start together)."""
 
     def __init__(
         self,
@@ -173,53 +252,62 @@ class JsonDir:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.directory = directory
-        self.racy = racy
+        self.watch = DirWatch(directory, racy)
         self.full_every = full_every
         self.clock = clock
-        self._full = clock()  # when every file was last read
-        self._mtime: int | None = None
-        self._listed = float("-inf")  # wall time of the last listing
         self._files: dict[str, tuple[int, Any]] = {}  # file name -> (inode, parsed)
+        self._due: dict[str, float] = {}  # file name -> when it is read again anyway
+        self._next_due = float("inf")
 
     def read(self) -> dict[str, Any]:
         """``{stem: parsed JSON}`` of the directory's ``*.json`` files (unreadable or
         damaged ones left out); empty if the directory does not exist."""
-        try:
-            st = os.stat(self.directory)
-        except FileNotFoundError:
-            self._files, self._mtime = {}, None
+        look = self.watch.look()
+        if look is None:
+            self._files, self._due = {}, {}
             return {}
-        full = self.clock() - self._full >= self.full_every
-        if full or st.st_mtime_ns != self._mtime or self._listed - st.st_mtime <= self.racy:
-            self._relist(st.st_mtime_ns, full=full)
+        if look[0]:
+            self._relist(look[1])
+        if self.clock() >= self._next_due:
+            self._reread_due()
         return {name[:-5]: data for name, (_, data) in self._files.items() if data is not None}
 
-    def _relist(self, mtime: int, *, full: bool) -> None:
+    def _relist(self, mtime: int) -> None:
         listed = time.time()
-        if full:
-            self._files, self._full = {}, self.clock()
-        try:
-            with os.scandir(self.directory) as it:
-                names = {
-                    d.name: d.inode()
-                    for d in it
-                    if d.name.endswith(".json") and not d.name.startswith(".")
-                }
-        except FileNotFoundError:
-            names = {}
+        now = self.clock()
+        first = not self._files
+        names = {n: ino for n, ino in self.watch.listing().items() if n.endswith(".json")}
         files: dict[str, tuple[int, Any]] = {}
         for name, inode in names.items():
             known = self._files.get(name)
             if known is not None and known[0] == inode:
                 files[name] = known
-            else:
-                files[name] = (inode, read_json(self.directory / name))
-        self._files, self._mtime, self._listed = files, mtime, listed
+                continue
+            files[name] = (inode, read_json(self.directory / name))
+            spread = random.uniform(0.0, 1.0) if first else 1.0
+            self._due[name] = now + self.full_every * spread
+        self._files = files
+        self._due = {name: self._due.get(name, now) for name in files}
+        self._next_due = min(self._due.values(), default=float("inf"))
+        self.watch.listed(mtime, listed)
+
+    def _reread_due(self) -> None:
+        now = self.clock()
+        for name, due in list(self._due.items()):
+            if due <= now:
+                inode = self._files[name][0]
+                self._files[name] = (inode, read_json(self.directory / name))
+                self._due[name] = now + self.full_every
+        self._next_due = min(self._due.values(), default=float("inf"))
 
     def inode(self, stem: str) -> int | None:
         known = self._files.get(f"{stem}.json")
         return None if known is None else known[0]
 
     def remember(self, stem: str, inode: int, data: Any) -> None:
-        """Record what a caller read (or wrote) itself, so it is not read again."""
-        self._files[f"{stem}.json"] = (inode, data)
+        """Record what a caller read (or wrote) itself, so it is not read again before
+        its re-read is due (spread at random, like a first listing's)."""
+        name = f"{stem}.json"
+        self._files[name] = (inode, data)
+        self._due[name] = self.clock() + self.full_every * random.uniform(0.0, 1.0)
+        self._next_due = min(self._next_due, self._due[name])

@@ -18,7 +18,15 @@ The metadata budget (DESIGN.md, "Invariants and budgets") shapes every operation
 - a reader that finds an entry's heartbeat older than its TTL ``stat``s that one file
   before declaring it dead (its mtime is the latest heartbeat), at most every quarter
   TTL per entry. Liveness costs readers one ``stat`` per entry per TTL, so a run of N
-  workers sizes the TTL with N (``matrixhpc.build``).
+  workers sizes the TTL with N (``matrixhpc.build``);
+- facts that every process waits for and that never change once true ("worker w042 has
+  written its tasks") are **markers**: empty files whose name is the fact
+  (:meth:`mark`, :meth:`marked`). Readers list, never open them, so N workers waiting
+  for N markers cost N listings, not the N**2 reads that N changed entries would;
+- a process that starts late (a requeued worker) would read every entry once, N reads
+  each: one process per run (worker 0) saves a **snapshot** of what it knows
+  (:meth:`save_snapshot`, entries with their inode numbers), and a new reader starts
+  from it, reading only the entries replaced since (one open instead of N).
 
 Below everything that uses it (the runtime, LLM services, launchers, ``status``): it
 knows files and clocks, nothing of tasks, sockets or engines.
@@ -37,12 +45,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from matrixhpc.files import JsonDir, atomic_write_json, read_json
+from matrixhpc.files import JsonDir, NameDir, atomic_write_json, read_json
 
 DEFAULT_TTL = 30.0
 
+# The run's well-known kinds, in one place: workers, launchers and servers all read them.
+WORKERS = "workers"  # entries: a worker's address, roles and load
+FINISHED = "finished"  # markers: a worker whose own tasks are all written
+EXITED = "exited"  # markers: a worker that left once every worker had finished
+
 
 BEAT_FRACTION = 5  # a heartbeat is due once ttl / BEAT_FRACTION has passed
+SNAPSHOTS = "_snapshots"  # beside the kinds; never inside a directory readers list
+SNAPSHOT_TRUST = 60.0  # a snapshot older than this (or full_every) is not used
 
 
 @dataclass
@@ -85,6 +100,8 @@ class Registry:
         self.full_every = full_every  # every entry re-read at least this often (JsonDir)
         self._scans: dict[str, _Scan] = {}
         self._mine: dict[tuple[str, str], _Mine] = {}
+        self._marks: dict[str, tuple[NameDir, float, frozenset[str]]] = {}
+        self._snapshotted: dict[str, dict[str, Any]] = {}
 
     def path(self, kind: str, name: str) -> Path:
         return self.root / kind / f"{name}.json"
@@ -159,6 +176,7 @@ class Registry:
         if scan is None:
             files = JsonDir(self.root / kind, full_every=self.full_every, clock=self.clock)
             scan = self._scans[kind] = _Scan(files)
+            self._seed(kind, scan)
         now = self.clock()
         if now >= scan.at or (fresh and now - scan.done >= self.fresh_floor):
             scan.entries = self._scan(kind)
@@ -211,6 +229,79 @@ class Registry:
         entry = {**entry, "heartbeat": beat}
         scan.entries[name] = entry
         return entry
+
+    # ------------------------------------------------------------------ markers
+
+    def mark(self, kind: str, name: str) -> None:
+        """Create the marker ``root/<kind>/<name>`` (idempotent, permanent until
+        :meth:`unmark`): a fact others wait for that never changes once true."""
+        names, at, known = self._markers(kind)
+        names.add(name)
+        self._marks[kind] = (names, at, known | {name})
+
+    def marked(self, kind: str) -> frozenset[str]:
+        """The markers of ``kind``: one ``stat`` while nothing changed, else a listing;
+        at most one look per ``fresh_floor`` (many waiters share it)."""
+        names, at, known = self._markers(kind)
+        now = self.clock()
+        if now - at >= self.fresh_floor:
+            known = names.names()
+            self._marks[kind] = (names, now, known)
+        return known
+
+    def unmark(self, kind: str, names: list[str] | None = None) -> int:
+        """Remove markers of ``kind`` (all with None); returns how many were there."""
+        removed = self._markers(kind)[0].remove(names)
+        self._marks.pop(kind, None)
+        return removed
+
+    def _markers(self, kind: str) -> tuple[NameDir, float, frozenset[str]]:
+        if kind not in self._marks:
+            self._marks[kind] = (NameDir(self.root / kind), float("-inf"), frozenset())
+        return self._marks[kind]
+
+    # ---------------------------------------------------------------- snapshots
+
+    def _snapshot_path(self, kind: str) -> Path:
+        return self.root / SNAPSHOTS / f"{kind.replace('/', '__')}.json"
+
+    def save_snapshot(self, kind: str) -> bool:
+        """Save what this process knows of ``kind`` (each entry with the inode it was
+        read from) for processes that start later; returns whether it wrote. Meant for
+        one process per run: the snapshot is a cache, readers verify every inode."""
+        scan = self._scans.get(kind)
+        if scan is None:
+            return False
+        entries = {}
+        for name, entry in scan.entries.items():
+            inode = scan.files.inode(name)
+            if inode is not None:
+                entries[name] = {"inode": inode, "entry": entry}
+        if not entries or entries == self._snapshotted.get(kind):
+            return False
+        body = {"kind": kind, "written": self.clock(), "entries": entries}
+        atomic_write_json(self._snapshot_path(kind), body, fsync=False)
+        self._snapshotted[kind] = entries
+        return True
+
+    def _seed(self, kind: str, scan: _Scan) -> None:
+        """Start a first scan from the run's snapshot, if one is recent: the listing
+        that follows reads only the entries whose inode is not the snapshot's."""
+        snap = read_json(self._snapshot_path(kind))
+        if not isinstance(snap, dict) or snap.get("kind") != kind:
+            return
+        written = snap.get("written")
+        trust = max(self.full_every, SNAPSHOT_TRUST)
+        if not isinstance(written, (int, float)) or not 0 <= self.clock() - written <= trust:
+            return
+        entries = snap.get("entries")
+        for name, item in (entries if isinstance(entries, dict) else {}).items():
+            if not isinstance(item, dict):
+                continue
+            inode, entry = item.get("inode"), item.get("entry")
+            if isinstance(inode, int) and isinstance(entry, dict) and isinstance(name, str):
+                scan.files.remember(name, inode, entry)
+                scan.entries[name] = entry
 
     async def heartbeat(
         self,

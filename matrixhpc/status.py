@@ -71,7 +71,9 @@ class StatusReader:
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
-        self.files = JsonDir(run_dir / "status")
+        # status files are rewritten at least every 30 s anyway: the re-read that guards
+        # against reused inode numbers need not be more frequent (N / 30 reads/s)
+        self.files = JsonDir(run_dir / "status", full_every=30.0)
         self.registry = Registry(run_dir / "registry", scan_interval=0.0)
 
     def read(self) -> RunStatus:

@@ -170,3 +170,89 @@ async def test_waiting_for_a_missing_role_scans_no_more_often_than_the_floor(
         clock.now += PEER_POLL[0]
         await asyncio.sleep(0)
     assert scans <= 10 + 1  # 10 s of waiting: one scan per floor
+
+
+def test_waiting_for_the_end_costs_a_stat_per_look_and_never_opens_a_file(
+    tmp_path: Path, ops: Counter[str]
+) -> None:
+    """The end of the run: 50 workers declare themselves finished; a waiting one looks
+    at the markers without reading a single file (N waiters no longer cost N**2 reads)."""
+    clock = Clock()
+    root = tmp_path / "registry"
+    waiter = PeerDirectory(Registry(root, clock=clock, fresh_floor=0.0), "w0")
+    ops.clear()
+    looks = 0
+    for i in range(50):
+        PeerDirectory(Registry(root, clock=clock), f"w{i}").declare_finished()
+        clock.now += 1.0
+        looks += 1
+        assert waiter.finished(50) == (i == 49)
+    assert ops["open"] == 0  # (a marker is made with os.open, which is not counted here)
+    assert ops["scandir"] <= looks  # a listing only when a marker appeared
+    ops.clear()
+    for _ in range(10):  # nothing changes any more (racy window over: no listing)
+        clock.now += 1.0
+        waiter.finished(50)
+    assert ops["open"] == 0
+    assert ops["stat"] == 10
+
+
+def test_a_restarted_worker_starts_from_the_snapshot_and_reads_only_what_changed(
+    tmp_path: Path, ops: Counter[str]
+) -> None:
+    """A requeued worker would read every entry once (N reads, a burst when many
+    restart); from worker 0's snapshot it reads the snapshot and the replaced entries."""
+    clock = Clock()
+    root = tmp_path / "registry"
+    writers = [Registry(root, clock=clock) for _ in range(40)]
+    for i, reg in enumerate(writers):
+        reg.register(KIND, f"w{i}", _entry())
+    w0 = Registry(root, clock=clock, full_every=3600.0)
+    assert len(w0.entries(KIND)) == 40
+    assert w0.save_snapshot(KIND)
+    assert not w0.save_snapshot(KIND)  # nothing new: not written again
+    writers[7].register(KIND, "w7", _entry(active=5))  # replaced after the snapshot
+    clock.now += 10.0
+    ops.clear()
+    restarted = Registry(root, clock=clock, full_every=3600.0)
+    seen = restarted.entries(KIND)
+    assert len(seen) == 40
+    assert seen["w7"]["active"] == 5
+    assert ops["open"] == 2  # the snapshot and w7: not 40 entries
+
+
+def test_a_stale_or_foreign_snapshot_is_not_used(tmp_path: Path) -> None:
+    clock = Clock()
+    root = tmp_path / "registry"
+    Registry(root, clock=clock).register(KIND, "w1", _entry())
+    w0 = Registry(root, clock=clock, full_every=5.0)
+    w0.entries(KIND)
+    w0.save_snapshot(KIND)
+    snapshot = next((root / "_snapshots").iterdir())
+    clock.now += 3600.0  # far older than it may be trusted
+    Registry(root, clock=clock).register(KIND, "w1", _entry(active=9))
+    assert Registry(root, clock=clock).entries(KIND)["w1"]["active"] == 9
+    snapshot.write_text("[1, 2")  # damaged: ignored, everything is read
+    assert Registry(root, clock=clock).entries(KIND)["w1"]["active"] == 9
+
+
+def test_the_safety_net_rereads_are_spread_not_all_at_once(
+    tmp_path: Path, ops: Counter[str]
+) -> None:
+    """Every entry is re-read every full_every seconds (reused inode numbers), but not in
+    one go: the workers of a Slurm array start together, and N of them each re-reading N
+    entries in the same minute would be a burst of N**2."""
+    clock = Clock()
+    for i in range(200):
+        Registry(tmp_path, clock=clock).register(KIND, f"w{i}", _entry())
+    files = JsonDir(tmp_path / KIND, racy=0.0, full_every=100.0, clock=clock)
+    assert len(files.read()) == 200
+    per_look = []
+    for _ in range(200):  # two periods, a look per second
+        clock.now += 1.0
+        ops.clear()
+        files.read()
+        per_look.append(ops["open"])
+    # each entry once in its first (random) period, then once in every period after
+    assert 300 <= sum(per_look) <= 400, sum(per_look)
+    assert max(per_look) <= 15  # ~2 per second, never the whole directory

@@ -1,8 +1,10 @@
-"""When is a run finished? When every worker has declared its own tasks written.
+"""When is a run finished? When every worker has written its own tasks and exited.
 
-Read from the registry by anyone who needs it, without asking a launcher: LLM
-servers (so that a Slurm server job ends COMPLETED with its run), the Slurm
-launcher's watcher, and ``status``.
+Read from the registry's markers (``registry/finished/<worker>``: its own tasks are
+written; ``registry/exited/<worker>``: it left after the whole run finished) by anyone
+who needs it, without asking a launcher: LLM servers (so that a Slurm server job ends
+COMPLETED with its run), the launchers, and ``status``. A look is one ``stat`` while
+nothing changes.
 """
 
 from __future__ import annotations
@@ -10,9 +12,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from matrixhpc.registry import Registry
-
-WORKERS = "workers"
+from matrixhpc.registry import EXITED, FINISHED, WORKERS, Registry
 
 
 def worker_name(index: int) -> str:
@@ -21,9 +21,7 @@ def worker_name(index: int) -> str:
 
 
 def run_finished(registry: Registry, workers: int) -> bool:
-    entries = registry.entries(WORKERS, fresh=True)
-    done = [e for e in entries.values() if e.get("origin_done") and e.get("state") == "exited"]
-    return len(done) >= workers
+    return len(registry.marked(EXITED)) >= workers
 
 
 async def wait_run_finished(run_dir: Path, workers: int, interval: float = 5.0) -> None:
@@ -36,11 +34,11 @@ async def wait_run_finished(run_dir: Path, workers: int, interval: float = 5.0) 
 def forget_workers(registry: Registry, names: list[str] | None = None) -> int:
     """Remove the registry entries of workers about to be started again (all, or ``names``).
 
-    A worker that finished leaves a permanent "origin done, exited" entry, and
-    that is what tells the LLM servers (and the Slurm watcher) the run is over.
-    Left in place across a resume, those markers of the previous incarnation
-    would end the new replicas the moment they start; the new workers write
-    fresh entries as they come up. Returns how many entries were removed.
+    A worker that finished leaves permanent markers, and those tell the LLM servers
+    (and the launchers) the run is over. Left in place across a resume, the markers of
+    the previous incarnation would end the new replicas the moment they start; the new
+    workers mark again what is still true as they come up. Returns how many entries
+    were removed.
     """
     root = registry.root / WORKERS
     paths = (
@@ -51,4 +49,6 @@ def forget_workers(registry: Registry, names: list[str] | None = None) -> int:
         if path.exists():
             path.unlink(missing_ok=True)
             removed += 1
+    for kind in (FINISHED, EXITED):
+        registry.unmark(kind, names)
     return removed

@@ -17,8 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from matrixhpc.config import RunConfig
-from matrixhpc.launch.completion import WORKERS
-from matrixhpc.registry import Registry
+from matrixhpc.registry import WORKERS, Registry
 from matrixhpc.status import RunStatus, journal_error
 
 DEFAULT_STALL_WARNING = 600.0  # seconds without one more task written (workers.stall_warning)

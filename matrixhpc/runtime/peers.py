@@ -11,9 +11,9 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from matrixhpc.registry import Registry
+from matrixhpc.registry import EXITED, FINISHED, WORKERS, Registry
 
-KIND = "workers"
+KIND = WORKERS
 AVOIDED = 1e6  # added to an avoided peer's load score: chosen only when nobody else can
 
 
@@ -75,6 +75,17 @@ class PeerDirectory:
         )
 
     def finished(self, expected: int) -> bool:
-        """True once all ``expected`` workers have declared their own tasks written."""
-        done = [e for e in self._entries.values() if e.get("origin_done")]
-        return len(done) >= expected
+        """True once all ``expected`` workers have declared their own tasks written
+        (markers: a look is one ``stat`` while nothing changes)."""
+        return len(self.registry.marked(FINISHED)) >= expected
+
+    def declare_finished(self) -> None:
+        """This worker's own tasks are all written (permanent, read by every peer)."""
+        self.registry.mark(FINISHED, self.me)
+
+    def declare_exited(self) -> None:
+        """The whole run finished and this worker leaves: a marker for those who wait
+        for the end (servers, launchers), and its entry removed (a removal is seen in
+        the listing, without a read by each peer)."""
+        self.registry.mark(EXITED, self.me)
+        self.registry.deregister(KIND, self.me)

@@ -8,8 +8,11 @@ every ``spec.load_interval`` (every peer re-reads an entry that changed, so at s
 load rides along rarely and the per-peer ``sent`` counts balance between updates); the
 status file when anything but its timestamp and rates changed, and at least every
 ``STATUS_REFRESH`` seconds (its ``updated`` age is shown by ``status``). Once this
-worker's own tasks are all written its entry must outlive its heartbeat: peers still
-count it when deciding that the whole run has finished.
+worker's own tasks are all written it leaves a permanent marker (``registry/finished``)
+rather than changing its entry: every peer waits for every marker at the end of the
+run, and a listing shows them all, where a changed entry costs each peer a read.
+Worker 0 also saves a snapshot of the worker entries every ``SNAPSHOT_INTERVAL``
+seconds, from which a restarted worker starts instead of reading every entry.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from matrixhpc.runtime.stats import WorkerStats, base_status
 STATUS_REFRESH = 30.0  # an unchanged status file is still rewritten this often
 INDEX_INTERVAL = 5.0  # the shard index (a cache, see data/layout.py) at most this often
 VOLATILE = ("updated", "tasks_per_s", "tokens_per_s", "steps_per_s")
+SNAPSHOT_INTERVAL = 30.0  # worker 0's snapshot of the registry's worker entries
 
 
 class StatusFile:
@@ -102,6 +106,8 @@ class Reporter:
         self.status_file = StatusFile(spec)
         self.load = LoadGate(spec.load_interval)
         self._indexed = float("-inf")
+        self._snapshot = float("-inf")
+        self._declared = False
 
     async def run(self) -> None:
         while True:
@@ -113,6 +119,10 @@ class Reporter:
         self.peers.refresh()
         self.publish()
         now = self.deps.clock.monotonic()
+        if self.spec.index == 0 and now - self._snapshot >= SNAPSHOT_INTERVAL:
+            with contextlib.suppress(OSError):
+                self.deps.registry.save_snapshot(WORKERS)
+            self._snapshot = now
         self.status_file.offer(self.status(), now)
         writer = self.parts.admitter.book.writer
         if now - self._indexed >= INDEX_INTERVAL:
@@ -123,8 +133,12 @@ class Reporter:
         self.errors.flush()
 
     def publish(self, state: str = "running") -> None:
-        """Write this worker's registry entry."""
+        """Write this worker's registry entry (and, once, its "finished" marker)."""
         done = self.parts.admitter.done.is_set()
+        if done and not self._declared:
+            with contextlib.suppress(OSError):  # retried at the next round
+                self.peers.declare_finished()
+                self._declared = True
         driver = self.parts.driver
         load = (driver.active, driver.queued)
         if state == "running":
@@ -136,11 +150,15 @@ class Reporter:
             "active": load[0],
             "queued": load[1],
             "max_active": self.spec.max_active,
-            "origin_done": done,
             "state": state,
         }
         with contextlib.suppress(OSError):
-            self.deps.registry.publish(WORKERS, self.spec.name, entry, ttl=None if done else -1.0)
+            self.deps.registry.publish(WORKERS, self.spec.name, entry)
+
+    def leave(self) -> None:
+        """The whole run finished: mark this worker exited and remove its entry."""
+        with contextlib.suppress(OSError):
+            self.peers.declare_exited()
 
     def write_status(self) -> None:
         """Write the status file now, changed or not (at the end)."""

@@ -36,7 +36,12 @@ def _launcher(tmp_path: Path, code: int) -> LocalLauncher:
 
 
 def _worker_entry(launcher: LocalLauncher, name: str, state: str) -> None:
-    launcher.registry.register("workers", name, {"state": state, "origin_done": True})
+    """What a worker leaves when it finished and then exited with the run."""
+    launcher.registry.mark("finished", name)
+    if state == "exited":
+        launcher.registry.mark("exited", name)
+    else:
+        launcher.registry.register("workers", name, {"state": state})
 
 
 def test_the_last_replica_gone_mid_run_is_a_failure(tmp_path: Path) -> None:
@@ -71,6 +76,8 @@ def test_a_resume_clears_the_last_incarnations_done_markers(tmp_path: Path) -> N
     prepare_resume(launcher.rd)
     assert not run_finished(Registry(launcher.rd.registry), 2)
     assert not list((launcher.rd.registry / "workers").glob("*.json"))
+    assert not list((launcher.rd.registry / "finished").iterdir())
+    assert not list((launcher.rd.registry / "exited").iterdir())
 
 
 def test_a_resume_stops_only_leftovers_that_are_still_ours(tmp_path: Path) -> None:

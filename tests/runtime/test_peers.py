@@ -159,20 +159,28 @@ def test_address_of(tmp_path: Path) -> None:
     assert peers.address_of("w9") is None
 
 
-def test_finished_counts_origin_done_including_permanent_entries(tmp_path: Path) -> None:
-    reg = Registry(tmp_path / "registry", ttl=0.1, scan_interval=0.0)
-    peers = PeerDirectory(reg, "w0")
-    _worker(reg, "w0", ["a"], origin_done=True, ttl=None)
-    _worker(reg, "w1", ["a"], origin_done=False)
-    _worker(reg, "w2", ["a"], origin_done=True, ttl=None)
-    peers.refresh()
+def test_finished_counts_the_markers_of_every_process(tmp_path: Path) -> None:
+    """Each worker declares itself finished with a marker; any reader counts them all,
+    and a marker outlives its writer (no TTL), unlike the entry."""
+    root = tmp_path / "registry"
+    peers = PeerDirectory(Registry(root, fresh_floor=0.0), "w0")
+    for name in ("w0", "w2"):
+        PeerDirectory(Registry(root), name).declare_finished()
     assert peers.finished(2)
     assert not peers.finished(3)
-    _worker(reg, "w1", ["a"], origin_done=True, ttl=None)
-    time.sleep(0.2)  # the live (non-permanent) entries would have expired by now
-    peers.refresh()
+    PeerDirectory(Registry(root), "w1").declare_finished()
     assert peers.finished(3)
     assert not peers.finished(4)
+
+
+def test_exiting_marks_and_removes_the_entry(tmp_path: Path) -> None:
+    reg, peers = _dir(tmp_path)
+    other = PeerDirectory(reg, "w1")
+    _worker(reg, "w1", ["a"])
+    other.declare_exited()
+    peers.refresh(fresh=True)
+    assert peers.address_of("w1") is None
+    assert reg.marked("exited") == {"w1"}
 
 
 def test_an_avoided_peer_is_picked_only_when_no_other_can(tmp_path: Path) -> None:
