@@ -379,9 +379,13 @@ class Sim:
             self.every(w.wait_interval(), lambda: self._wait(w), weight, self.t)
 
     def _wait(self, w: SimWorker) -> bool:
-        if self.baseline:
+        if self.baseline:  # then: a fresh scan, and "finished" read from the entries
             w.peers.refresh(fresh=True)
-        if w.peers.finished(self.n):
+            entries = w.registry.entries(KIND).values()  # the scan just made: no more calls
+            finished = sum(1 for e in entries if e.get("origin_done")) >= self.n
+        else:
+            finished = w.peers.finished(self.n)
+        if finished:
             w.exited = True
             if self.baseline:
                 w.publish()

@@ -145,7 +145,8 @@ def status(run_dir: Path, as_json: bool, watch: float) -> None:
                 "totals": st.totals,
                 "workers": st.workers,
                 "replicas": st.replicas,
-                "eta": st.eta,
+                "eta": st.eta(),
+                "tasks_per_s_mean": st.mean_task_rate(),
             }
             click.echo(json.dumps(payload, indent=2, default=str))
         else:

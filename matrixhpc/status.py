@@ -32,13 +32,16 @@ SUMMED = (
     "tokens_in",
     "tokens_out",
     "row_errors",
+    "held_turns",
+    "written_here",
+    "turns_written",
     "tasks_per_s",
     "tokens_per_s",
     "steps_per_s",
 )
 
 
-CLIENT_COLUMNS = ("requests", "failures", "outstanding", "external", "cooldown")
+CLIENT_COLUMNS = ("requests", "failures", "in_flight", "waiting", "external", "cooldown")
 
 
 @dataclass
@@ -56,12 +59,47 @@ class RunStatus:
         total = self.run.get("total_tasks")
         return None if total is None else int(total)
 
-    @property
-    def eta(self) -> float | None:
-        rate = self.totals.get("tasks_per_s", 0.0)
-        if self.expected is None or rate <= 0:
+    def span(self, now: float | None = None) -> float | None:
+        """Seconds since the latest launch (or resume) until the run finished, or now."""
+        launched = self.run.get("launched", self.run.get("started"))
+        if not isinstance(launched, (int, float)):
             return None
-        return max(0.0, (self.expected - self.totals.get("done", 0)) / rate)
+        end = self.run.get("finished") if self.run.get("state") == "finished" else None
+        end = end if isinstance(end, (int, float)) else (time.time() if now is None else now)
+        return max(end - launched, 1e-9)
+
+    def mean_task_rate(self, now: float | None = None) -> float | None:
+        """Tasks written per second since the latest launch: the mean, not a window, so
+        a slow multi-turn run is not shown at 0.0 between two finished tasks, and a
+        finished run shows what it averaged."""
+        span = self.span(now)
+        if span is None:
+            return None
+        done = self.totals.get("done", 0.0) - float(self.run.get("done_at_launch", 0))
+        return max(done, 0.0) / span
+
+    def turns_per_task(self) -> float | None:
+        """Mean turns of the tasks written so far by the live processes."""
+        written = self.totals.get("written_here", 0.0)
+        return self.totals.get("turns_written", 0.0) / written if written else None
+
+    def eta(self, now: float | None = None) -> float | None:
+        """Seconds left, from the work done so far, counted in turns: the tasks still to
+        write times the mean turns of a finished task, less the turns the unfinished
+        ones have already taken, at the mean turn rate since the latest launch. (Counted
+        in whole tasks, a run that admits all its tasks at once would show nothing until
+        they all finish together.) None until a first task is written."""
+        per_task, span = self.turns_per_task(), self.span(now)
+        if self.expected is None or per_task is None or span is None:
+            return None
+        t = self.totals
+        done, at_launch = t.get("done", 0.0), float(self.run.get("done_at_launch", 0))
+        held = t.get("held_turns", 0.0)
+        work_now = done * per_task + held
+        rate = (work_now - at_launch * per_task) / span
+        if rate <= 0:
+            return None
+        return max(0.0, self.expected * per_task - work_now) / rate
 
 
 class StatusReader:
@@ -110,15 +148,20 @@ def _merge_roles(workers: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 def _merge_clients(workers: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
     """Per service and replica, the workers' LLM clients summed: requests, failures, what
-    is outstanding now; the longest cooldown and the largest queue held for others."""
+    is in flight at the server now and what waits in the clients for one of the
+    replica's ``max_concurrency`` slots; the longest cooldown and the largest queue the
+    server holds for others."""
     merged: dict[str, dict[str, dict[str, float]]] = {}
     for w in workers:
         for service, svc in (w.get("llm") or {}).items():
             replicas = merged.setdefault(service, {})
             for name, rep in (svc.get("replicas") or {}).items():
                 into = replicas.setdefault(name, dict.fromkeys(CLIENT_COLUMNS, 0.0))
-                for key in ("requests", "failures", "outstanding"):
+                for key in ("requests", "failures"):
                     into[key] += float(rep.get(key, 0))
+                in_flight = float(rep.get("inflight", 0))
+                into["in_flight"] += in_flight  # sent, the answer not back yet
+                into["waiting"] += max(0.0, float(rep.get("outstanding", 0)) - in_flight)
                 for key in ("cooldown", "external"):
                     into[key] = max(into[key], float(rep.get(key, 0)))
     return merged
@@ -166,6 +209,22 @@ def _fmt_eta(seconds: float | None) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(seconds))
 
 
+def _rate_line(status: RunStatus) -> str:
+    """Mean rate since the launch (and the ETA from it); the last 10 s for live runs."""
+    t = status.totals
+    mean = status.mean_task_rate()
+    line = f"rate {'-' if mean is None else f'{mean:.3g}'} tasks/s (mean since launch)"
+    if status.run.get("state") != "finished":
+        line += (
+            f"  now: {t.get('tokens_per_s', 0):.0f} out tok/s {t.get('steps_per_s', 0):.1f}"
+            f" turns/s  eta {_fmt_eta(status.eta())}"
+        )
+    per_task = status.turns_per_task()
+    if per_task is not None:
+        line += f"  {per_task:.1f} turns/task"
+    return line
+
+
 def render(status: RunStatus) -> str:
     t = status.totals
     run = status.run
@@ -175,8 +234,7 @@ def render(status: RunStatus) -> str:
         f"tasks {int(t.get('done', 0))}/{expected if expected is not None else '?'}"
         f"  ok={int(t.get('ok', 0))} failed={int(t.get('failed', 0))}"
         f"  in_flight={int(t.get('in_flight', 0))}  bad_rows={int(t.get('row_errors', 0))}",
-        f"rate {t.get('tasks_per_s', 0):.1f} tasks/s  {t.get('tokens_per_s', 0):.0f} out tok/s"
-        f"  {t.get('steps_per_s', 0):.0f} steps/s  eta {_fmt_eta(status.eta)}",
+        _rate_line(status),
         "",
         f"{'worker':8} {'group':8} {'host':14} {'pid':>7} {'adm':>6} {'done':>6} "
         f"{'fail':>5} {'fly':>5} {'act':>5} {'queue':>5} {'steps':>7} {'tok/s':>7}",
@@ -213,12 +271,13 @@ def _render_clients(clients: dict[str, dict[str, dict[str, float]]]) -> list[str
     for service, replicas in sorted(clients.items()):
         lines += [
             "",
-            f"{service + ' replica':16} {'requests':>9} {'failed':>7} {'outstanding':>11} "
-            f"{'external':>8} {'cooldown s':>10}",
+            f"{service + ' replica':16} {'requests':>9} {'failed':>7} {'in flight':>9} "
+            f"{'waiting':>7} {'external':>8} {'cooldown s':>10}",
         ]
         for name, rep in sorted(replicas.items()):
             lines.append(
                 f"{name:16} {rep['requests']:>9.0f} {rep['failures']:>7.0f} "
-                f"{rep['outstanding']:>11.0f} {rep['external']:>8.0f} {rep['cooldown']:>10.1f}"
+                f"{rep['in_flight']:>9.0f} {rep['waiting']:>7.0f} {rep['external']:>8.0f} "
+                f"{rep['cooldown']:>10.1f}"
             )
     return lines

@@ -39,7 +39,7 @@ from matrixhpc.launch.process import (
     tail,
 )
 from matrixhpc.launch.progress import Progress
-from matrixhpc.launch.runinfo import record_run
+from matrixhpc.launch.runinfo import launch_marks, record_run
 from matrixhpc.launch.stall import stall_warning
 from matrixhpc.registry import Registry
 from matrixhpc.rundir import RunDir
@@ -87,6 +87,7 @@ class LocalLauncher:
             self.cfg,
             "local",
             state="starting",
+            **launch_marks(self.rd),
             launcher_pid=me["pid"],
             launcher_start=me["start"],
             launcher_host=socket.gethostname(),

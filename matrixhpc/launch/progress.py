@@ -52,10 +52,14 @@ class Progress:
     def _draw_bar(self, status: RunStatus) -> None:
         t = status.totals
         self.bar.n = int(t.get("done", 0))
+        eta = status.eta()
         self.bar.set_postfix(
             failed=int(t.get("failed", 0)),
             bad_rows=int(t.get("row_errors", 0)),
+            turns=int(t.get("steps", 0)),
+            tok=int(t.get("tokens_out", 0)),
             tok_s=f"{t.get('tokens_per_s', 0):.0f}",
+            eta="-" if eta is None else f"{eta:.0f}s",
             refresh=False,
         )
         try:
@@ -66,12 +70,16 @@ class Progress:
             self.tty = False
 
     def _line(self, status: RunStatus) -> str:
+        """Tasks, but also turns and tokens: a multi-turn run shows motion long before
+        its first task is written. The ETA is :meth:`RunStatus.eta` (from the turns done
+        so far; ``-`` until a first task is written)."""
         t = status.totals
-        eta = status.eta
+        eta = status.eta()
         return (
             f"[matrixhpc] {int(t.get('done', 0))}/{self.total} tasks"
             f"  failed={int(t.get('failed', 0))}"
-            f"  bad_rows={int(t.get('row_errors', 0))}  {t.get('tokens_per_s', 0):.0f} tok/s"
+            f"  bad_rows={int(t.get('row_errors', 0))}  turns={int(t.get('steps', 0))}"
+            f"  tokens={int(t.get('tokens_out', 0))} ({t.get('tokens_per_s', 0):.0f} tok/s)"
             f"  eta={'-' if eta is None else f'{eta:.0f}s'}"
         )
 

@@ -11,6 +11,7 @@ from matrixhpc.data.fingerprint import input_fingerprint
 from matrixhpc.data.readers import tally_rows
 from matrixhpc.files import atomic_write_json, read_json
 from matrixhpc.rundir import RunDir
+from matrixhpc.status import read_status
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,13 @@ def record_run(rd: RunDir, cfg: RunConfig, launcher: str, **fields: Any) -> dict
     run.update(fields)
     atomic_write_json(path, run)
     return run
+
+
+def launch_marks(rd: RunDir) -> dict[str, Any]:
+    """What a launch (or resume) records in run.json so that rates and the ETA count
+    only the work done since: when, and how many tasks were already written."""
+    done = read_status(rd.root).totals.get("done", 0.0) if rd.run_info.exists() else 0.0
+    return {"launched": time.time(), "done_at_launch": int(done)}
 
 
 def adopt_config(rd: RunDir, cfg: RunConfig, now: Fingerprints) -> None:

@@ -15,6 +15,7 @@ from matrixhpc.config import RunConfig
 from matrixhpc.launch.completion import forget_workers, worker_name
 from matrixhpc.launch.console import say, use_log
 from matrixhpc.launch.launcher import JobState, Launcher, Stopped
+from matrixhpc.launch.runinfo import launch_marks
 from matrixhpc.launch.slurm import SlurmLauncher, job_table
 from matrixhpc.launch.slurm_queue import squeue_states
 from matrixhpc.launch.slurm_watch import record_run, watch
@@ -26,7 +27,7 @@ def launch_slurm(cfg: RunConfig, run_dir: Path, *, detach: bool = False) -> int:
     rd = RunDir(run_dir)
     rd.create(cfg)
     use_log(rd.logs / "launcher.log")
-    record_run(rd, cfg, state="submitting")
+    record_run(rd, cfg, state="submitting", **launch_marks(rd))
     launcher = SlurmLauncher(rd, cfg)
     if cfg.slurm.mode == "allocation":
         launcher.submit_allocation()
@@ -56,7 +57,7 @@ def resume_slurm(rd: RunDir, cfg: RunConfig, *, detach: bool = False) -> int:
         if not any(j.split("_")[0] in queued for j in launcher.job_ids()):
             forget_workers(Registry(rd.registry))
             launcher.submit_allocation()
-        record_run(rd, cfg, state="running")
+        record_run(rd, cfg, state="running", **launch_marks(rd))
         return 0 if detach else watch(rd, cfg, launcher)
 
     def alive(job_id: str) -> bool:
@@ -71,7 +72,7 @@ def resume_slurm(rd: RunDir, cfg: RunConfig, *, detach: bool = False) -> int:
         launcher.submit_servers(servers)
     if workers:
         launcher.submit_workers(workers)
-    record_run(rd, cfg, state="running")
+    record_run(rd, cfg, state="running", **launch_marks(rd))
     say(f"[matrixhpc] resubmitted {len(servers)} server job(s) and {len(workers)} worker(s)")
     return 0 if detach else watch(rd, cfg, launcher)
 

@@ -74,6 +74,8 @@ class OriginBook:
         self.admitted = 0
         self.ok = 0
         self.failed = 0
+        self.written_here = 0  # records this process wrote (not restored ones) ...
+        self.turns_written = 0  # ... and their turns: how long a task takes, for the ETA
         self.duplicates = 0
         self.stale = 0
         self.reissued = 0
@@ -138,6 +140,8 @@ class OriginBook:
         del self.in_flight[task.id]
         self.heard.pop(task.id, None)
         self.window.release()
+        self.written_here += 1
+        self.turns_written += len(task.history)
         if task.status == "ok":
             self.ok += 1
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import assert_complete, dialogue_config, matrixhpc, records
 
 
@@ -41,6 +42,17 @@ def test_500_tasks_three_workers_two_replicas(tmp_path: Path, dataset: Path) -> 
     }
     assert set(served) == {"r0", "r1"}
     assert sum(served.values()) == calls
+    # the figures `status --json` gives for the finished run, against its records
+    shown = json.loads(matrixhpc("status", str(run_dir), "--json").stdout)
+    run = json.loads((run_dir / "run.json").read_text())
+    span = run["finished"] - run["launched"]
+    assert shown["tasks_per_s_mean"] == pytest.approx(500 / span, rel=1e-6)
+    turns = sum(len(r["history"]) for r in recs) / 500
+    assert shown["totals"]["turns_written"] / shown["totals"]["written_here"] == pytest.approx(
+        turns
+    )
+    assert shown["totals"]["held_turns"] == 0
+    assert shown["eta"] == 0
 
 
 def test_roles_split_across_worker_groups(tmp_path: Path, dataset: Path) -> None:
