@@ -196,6 +196,19 @@ class SlurmConfig(Strict):
     additional: dict[str, Any] = {}  # sbatch options for every job
 
 
+class RunPolicy(Strict):
+    """How a finished run reports to whoever launched it."""
+
+    max_failed_fraction: float = Field(
+        0.1,
+        strict=True,
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description="above this fraction of failed tasks a finished run exits 3 (0..1; 1: never)",
+    )
+
+
 class RunConfig(Strict):
     name: str = "run"
     seed: int = integer(0, INT64_MIN, INT64_MAX, "run seed (64-bit)")
@@ -206,6 +219,7 @@ class RunConfig(Strict):
     output: OutputConfig = OutputConfig()
     workers: WorkersConfig = WorkersConfig()
     slurm: SlurmConfig = SlurmConfig()
+    run: RunPolicy = RunPolicy()
 
     @model_validator(mode="after")
     def _cross_check(self) -> RunConfig:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from matrixhpc.data.layout import ERRORS_DIR, INDEX_DIR, RETIRED_PREFIX, TORN_DIR
+from matrixhpc.data.tally import summary
 from matrixhpc.files import atomic_write_json, read_json, write_atomically
 
 MANIFEST = "_manifest.json"
@@ -51,6 +52,7 @@ def build_manifest(out_dir: Path, *, name: str, config_hash: str, **extra: Any) 
         "ok": sum(s["ok"] for s in shards),
         "failed": sum(s["failed"] for s in shards),
         "row_errors": merge_errors(out_dir),
+        **summary(shards),
         "shards": shards,
         "repaired": sorted(p.name for p in (out_dir / TORN_DIR).glob("*")),
         "retired": count_retired(out_dir),

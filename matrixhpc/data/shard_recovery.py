@@ -30,6 +30,7 @@ from matrixhpc.data.layout import (
     rewrite_lines,
     shard_paths,
 )
+from matrixhpc.data.tally import count, new_shard
 from matrixhpc.files import fsync_file, write_atomically
 
 
@@ -67,7 +68,7 @@ def recover_shards(out_dir: Path, worker: str) -> ShardRecovery:
 
 
 def _scan(path: Path, found: ShardRecovery) -> _Scan:
-    scan = _Scan({"file": path.name, "records": 0, "ok": 0, "failed": 0})
+    scan = _Scan(new_shard(path.name))
     for offset, line in lines_with_offsets(path):
         record = parse_record(line) if line.endswith(b"\n") else None
         if record is None:
@@ -78,8 +79,7 @@ def _scan(path: Path, found: ShardRecovery) -> _Scan:
         found.ids.add(task_id)
         if not ok:
             found.failed.add(task_id)
-        scan.shard["records"] += 1
-        scan.shard["ok" if ok else "failed"] += 1
+        count(scan.shard, record)
         scan.good_end = offset + len(line)
     return scan
 

@@ -28,6 +28,7 @@ from matrixhpc.data.layout import (
 )
 from matrixhpc.data.retire import RetireError, retire_failed
 from matrixhpc.data.shard_recovery import ShardRecovery, recover_shards
+from matrixhpc.data.tally import count, new_shard
 from matrixhpc.files import fsync_dir, fsync_file
 
 __all__ = [
@@ -96,7 +97,7 @@ class ShardWriter:
         self._close_shard()
         name = shard_name(self.worker, len(self.shards))
         self._fh = (self.out_dir / name).open("x", encoding="utf-8")  # never reopen a file
-        self.shards.append({"file": name, "records": 0, "ok": 0, "failed": 0})
+        self.shards.append(new_shard(name))
         if self.durable:
             fsync_dir(self.out_dir)
         return self._fh
@@ -129,9 +130,7 @@ class ShardWriter:
         if fh is None or self.shards[-1]["records"] >= self.shard_records:
             fh = self._roll()
         fh.write(_dumps(record) + "\n")
-        shard = self.shards[-1]
-        shard["records"] += 1
-        shard["ok" if record.get("status") == "ok" else "failed"] += 1
+        count(self.shards[-1], record)
 
     def flush(self) -> None:
         if self._fh is not None:

@@ -27,6 +27,7 @@ from matrixhpc.launch.completion import forget_workers, run_finished, worker_nam
 from matrixhpc.launch.console import say, use_log
 from matrixhpc.launch.diagnosis import exit_reason
 from matrixhpc.launch.launcher import JobState, Launcher, Stopped
+from matrixhpc.launch.outcome import summarise
 from matrixhpc.launch.process import (
     Child,
     Recorded,
@@ -113,15 +114,18 @@ class LocalLauncher:
         except LaunchError as exc:
             say(f"[matrixhpc] {exc}")
             return self._end("failed", 1)
-        self._shutdown("finished")
-        return 0
+        manifest = self._shutdown("finished")
+        code, lines = summarise(manifest, self.cfg.run.max_failed_fraction)
+        for line in lines:
+            say(f"[matrixhpc] {line}")
+        return code
 
     def _end(self, state: str, code: int) -> int:
         self._shutdown(state)
         say(f"[matrixhpc] continue with: matrixhpc resume {self.rd.root}")
         return code
 
-    def _shutdown(self, state: str) -> None:
+    def _shutdown(self, state: str) -> dict[str, Any]:
         for sig in STOP_SIGNALS:  # run() restores the previous handlers afterwards
             signal.signal(sig, _already_stopping)
         stop(self.children)
@@ -131,6 +135,7 @@ class LocalLauncher:
             say(f"[matrixhpc] cannot write the manifest: {exc}")
             manifest = {"records": None}
         self._record(state=state, finished=time.time(), records=manifest["records"])
+        return manifest
 
     def _record(self, **fields: Any) -> None:
         """Update run.json; a write that fails (a full disk) is said, never fatal: the run's

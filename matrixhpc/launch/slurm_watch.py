@@ -14,6 +14,7 @@ from matrixhpc.config import RunConfig
 from matrixhpc.data.manifest import write_manifest
 from matrixhpc.launch.completion import run_finished
 from matrixhpc.launch.console import say
+from matrixhpc.launch.outcome import summarise
 from matrixhpc.launch.process import tail
 from matrixhpc.launch.progress import Progress
 from matrixhpc.launch.runinfo import record_run as _record
@@ -81,7 +82,10 @@ def watch(rd: RunDir, cfg: RunConfig, launcher: SlurmLauncher) -> int:
     _drain(launcher)
     manifest = write_manifest(rd.output, rd.run_info, cfg, "finished")
     record_run(rd, cfg, state="finished", finished=time.time(), records=manifest["records"])
-    return 0
+    code, lines = summarise(manifest, cfg.run.max_failed_fraction)
+    for line in lines:
+        say(f"[matrixhpc] {line}")
+    return code
 
 
 def _lost_jobs(launcher: SlurmLauncher) -> str | None:

@@ -178,7 +178,9 @@ def test_an_invalid_line_before_valid_records_is_cut_out(
     assert found.ids == {f"w0-r{i}" for i in range(5)}  # every valid record kept
     assert found.failed == {"w0-r1", "w0-r4"}
     assert shard.read_bytes() == b"".join(lines)  # exactly the valid records, in order
-    assert found.shards == [{"file": shard.name, "records": 5, "ok": 3, "failed": 2}]
+    assert found.shards == [
+        {"file": shard.name, "records": 5, "ok": 3, "failed": 2, "errors": {"(no message)": 2}}
+    ]
     saved = f"{TORN_DIR}/{shard.name}.{offset}"
     assert found.repaired == [
         {

@@ -38,7 +38,13 @@ def test_shards_roll_at_shard_records(tmp_path: Path) -> None:
     ]
     assert w.shards == [
         {"file": "part-w3-00000.jsonl", "records": 2, "ok": 2, "failed": 0},
-        {"file": "part-w3-00001.jsonl", "records": 2, "ok": 1, "failed": 1},
+        {
+            "file": "part-w3-00001.jsonl",
+            "records": 2,
+            "ok": 1,
+            "failed": 1,
+            "errors": {"(no message)": 1},
+        },
         {"file": "part-w3-00002.jsonl", "records": 1, "ok": 1, "failed": 0},
     ]
 
