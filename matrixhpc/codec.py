@@ -48,6 +48,7 @@ _TASK_FIELDS = (
     "error",
     "created",
     "updated",
+    "ended",  # the last field: frames and journals from before it (one field short) decode
 )
 
 
@@ -67,12 +68,14 @@ def task_to_wire(task: Task) -> list[Any]:
 
 
 def task_from_wire(body: Any) -> Task:
-    if not isinstance(body, list) or len(body) != len(_TASK_FIELDS):
+    if not isinstance(body, list) or len(body) not in (len(_TASK_FIELDS), len(_TASK_FIELDS) - 1):
         raise CodecError("task body is not a task array")
-    fields = dict(zip(_TASK_FIELDS, body, strict=True))
+    fields = dict(zip(_TASK_FIELDS, body, strict=False))
     for name, kind in _FIELD_TYPES:
         if not isinstance(fields[name], kind) or isinstance(fields[name], bool):
             raise CodecError(f"task body field {name!r} has the wrong type")
+    if not isinstance(fields.get("ended"), (str, type(None))):
+        raise CodecError("task body field 'ended' has the wrong type")
     return Task(**fields)
 
 

@@ -79,11 +79,19 @@ class _Stops:
         self.stop_on_error = stop_on_error
 
     def should_stop(self, task: Task) -> bool:
+        """The task is done: it failed (``stop_on_error``) or ``stop_when`` holds."""
         if self.stop_on_error and _failed(task):
             return True
-        if task.hop >= self.max_steps:
-            return True
         return bool(self.stop_when and self.stop_when(task))
+
+    def cut_off(self, task: Task, target: str) -> str:
+        """``target``, unless the task has used its ``max_steps`` before reaching its end:
+        then END, and the record says so (``ended: "max_steps"``: written ``ok``, but
+        not concluded the way the workflow meant)."""
+        if target != END and task.hop >= self.max_steps:
+            task.ended = "max_steps"
+            return END
+        return target
 
 
 class SequentialRouter(_Stops):
@@ -110,7 +118,7 @@ class SequentialRouter(_Stops):
             return END
         if not self.repeat and task.hop >= len(self.order):
             return END
-        return self.order[task.hop % len(self.order)]
+        return self.cut_off(task, self.order[task.hop % len(self.order)])
 
 
 class GraphRouter(_Stops):
@@ -137,7 +145,7 @@ class GraphRouter(_Stops):
             return END
         for condition, target in self.edges.get(task.next, []):
             if condition is None or condition(task):
-                return END if target.upper() == "END" else target
+                return self.cut_off(task, END if target.upper() == "END" else target)
         return END
 
 
@@ -158,7 +166,7 @@ class FunctionRouter(_Stops):
         return self._call(task)
 
     def after(self, task: Task) -> str:
-        return END if self.should_stop(task) else self._call(task)
+        return END if self.should_stop(task) else self.cut_off(task, self._call(task))
 
 
 def graph_edges(raw: dict[str, Any]) -> dict[str, list[tuple[Condition | None, str]]]:

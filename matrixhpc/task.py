@@ -48,6 +48,7 @@ class Task:
     error: str | None = None
     created: float = field(default_factory=time.time)
     updated: float = 0.0
+    ended: str | None = None  # why a task ended early though ok, e.g. "max_steps"
 
     @property
     def finished(self) -> bool:
@@ -79,4 +80,5 @@ class Task:
             "hops": self.hop,
             "created": self.created,
             "finished": self.updated,
+            "ended": self.ended,
         }

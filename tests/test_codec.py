@@ -268,7 +268,7 @@ def _wire(**changes: Any) -> list[Any]:
 @pytest.mark.parametrize(
     "body",
     [
-        _wire()[:-1],  # one field short
+        _wire()[:-2],  # two fields short (one short is a body from before "ended")
         [*_wire(), "extra"],  # one too many
         [],
         {"id": "t"},  # a map, not an array
@@ -278,6 +278,7 @@ def _wire(**changes: Any) -> list[Any]:
         _wire(history={"role": "a"}),
         _wire(row=["not", "a", "dict"]),
         _wire(state="nope"),
+        _wire(ended=3),
     ],
     ids=[
         "short",
@@ -290,6 +291,7 @@ def _wire(**changes: Any) -> list[Any]:
         "history-map",
         "row-list",
         "state-str",
+        "ended-int",
     ],
 )
 @pytest.mark.parametrize("kind", [FrameType.TASK, FrameType.RETURN])
@@ -317,3 +319,13 @@ def test_bad_task_bodies(kind: FrameType, body: Any) -> None:
 def test_bad_task_envelopes(kind: FrameType, envelope: Any) -> None:
     with pytest.raises(CodecError, match=r"\[sender, task\]"):
         decode(encode(kind, envelope))
+
+
+def test_a_task_from_before_the_ended_field_still_decodes() -> None:
+    """Journals and peers of the previous version send one field fewer."""
+    task = task_from_wire(_wire()[:-1])
+    assert task.ended is None
+    assert task.id == _rich_task().id
+    flagged = _rich_task()
+    flagged.ended = "max_steps"
+    assert task_from_wire(task_to_wire(flagged)).ended == "max_steps"

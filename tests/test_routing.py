@@ -290,3 +290,23 @@ def test_function_router_stops_on_error_without_calling_fn() -> None:
 def test_function_router_max_steps() -> None:
     router = FunctionRouter(lambda task: "again", max_steps=4)
     assert _run(router, _task()) == ["again"] * 4
+
+
+def test_a_task_cut_off_by_max_steps_is_flagged_and_a_natural_end_is_not() -> None:
+    looping = GraphRouter("a", graph_edges({"a": "b", "b": "a"}), max_steps=3)
+    task = _task(next="a")
+    assert [_step(looping, task) for _ in range(3)] == ["b", "a", END]
+    assert task.ended == "max_steps"
+    ending = GraphRouter("a", graph_edges({"a": "b", "b": "END"}), max_steps=2)
+    task = _task(next="a")
+    assert [_step(ending, task) for _ in range(2)] == ["b", END]
+    assert task.ended is None  # ended where the graph ends, on its last allowed step
+    order = SequentialRouter(["a", "b"], max_steps=2)
+    task = _task(next="a")
+    assert [_step(order, task) for _ in range(2)] == ["b", END]
+    assert task.ended is None
+    stopped = SequentialRouter(["a", "b"], repeat=True, stop_when="state.done", max_steps=2)
+    task = _task(next="a")
+    assert _step(stopped, task, done=False) == "b"
+    assert _step(stopped, task, done=True) == END
+    assert task.ended is None  # stop_when concluded it

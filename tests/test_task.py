@@ -87,6 +87,7 @@ def test_to_record_has_every_field_with_the_right_values() -> None:
         "hops": 5,
         "created": 10.0,
         "finished": 12.5,
+        "ended": None,
     }
     # the routing marker is internal: it never reaches the output
     assert "next" not in rec
