@@ -1,15 +1,18 @@
-"""The config reference (every key, its type, default and meaning), made from the schema.
+"""The generated parts of ``docs/workflows.md``: the config reference (every key, its
+type, default and meaning, from the schema) and the example files it shows.
 
-``docs/workflows.md`` embeds the output between two markers, and a test compares the
-two: a key added, renamed or given a new default without the guide following fails the
-suite instead of drifting. Regenerate with ``python -m matrixhpc.config.reference
---write docs/workflows.md``.
+The guide embeds the reference between two markers, and each example file in the fenced
+block after an ``<!-- example: PATH -->`` line; a test compares them with what this
+module makes, so a key added, renamed or given a new default, or an example edited,
+without the guide following fails the suite instead of drifting. Regenerate with
+``python -m matrixhpc.config.reference --write docs/workflows.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import types
 import typing
@@ -125,6 +128,29 @@ def embed(document: str, table: str) -> str:
     return document[:start] + "\n\n" + table + "\n" + document[end:]
 
 
+EXAMPLE = re.compile(r"(<!-- example: (\S+) -->\n```(\w*)\n)(.*?)(^```$)", re.DOTALL | re.MULTILINE)
+
+
+def examples(document: str) -> list[str]:
+    """The paths of the example files the document shows."""
+    return [m.group(2) for m in EXAMPLE.finditer(document)]
+
+
+def embed_examples(document: str, root: Path) -> str:
+    """``document`` with each example block holding its file's current text."""
+
+    def fill(m: re.Match[str]) -> str:
+        text = (root / m.group(2)).read_text(encoding="utf-8")
+        return m.group(1) + text + ("" if text.endswith("\n") else "\n") + m.group(5)
+
+    return EXAMPLE.sub(fill, document)
+
+
+def generated(document: str, root: Path) -> str:
+    """The document with every generated part up to date."""
+    return embed_examples(embed(document, reference_markdown()), root)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--write", type=Path, help="replace the reference in this markdown file")
@@ -133,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.write is None:
         sys.stdout.write(table)
         return 0
-    args.write.write_text(embed(args.write.read_text(encoding="utf-8"), table), encoding="utf-8")
+    root = Path(__file__).resolve().parents[2]
+    text = generated(args.write.read_text(encoding="utf-8"), root)
+    args.write.write_text(text, encoding="utf-8")
     return 0
 
 
