@@ -155,10 +155,15 @@ class Reporter:
         with contextlib.suppress(OSError):
             self.deps.registry.publish(WORKERS, self.spec.name, entry)
 
-    def leave(self) -> None:
-        """The whole run finished: mark this worker exited and remove its entry."""
-        with contextlib.suppress(OSError):
+    def leave(self) -> str | None:
+        """The whole run finished: mark this worker exited and remove its entry. Returns
+        why that failed (a full disk), if it did: the servers and the Slurm watcher wait
+        for the marker, so the worker must then stop resumably, not exit as done."""
+        try:
             self.peers.declare_exited()
+        except OSError as exc:
+            return f"cannot mark this worker exited in the registry: {exc}"
+        return None
 
     def write_status(self) -> None:
         """Write the status file now, changed or not (at the end)."""

@@ -115,7 +115,7 @@ class Worker:
                 self.fault = self.supervisor.fault.result()
             main.cancel()
             await asyncio.gather(main, return_exceptions=True)
-            await self._shutdown(completed)
+            completed = await self._shutdown(completed)
         return completed
 
     def _not_started(self, exc: Exception) -> bool:
@@ -267,8 +267,9 @@ class Worker:
                 return
             await self.deps.clock.sleep(interval * random.uniform(0.8, 1.2))
 
-    async def _shutdown(self, completed: bool) -> None:
-        """Stop stepping, commit the journal and the output, leave the registry entry."""
+    async def _shutdown(self, completed: bool) -> bool:
+        """Stop stepping, commit the journal and the output, leave the registry; returns
+        whether the worker completed (leaving can fail: then it stops resumably)."""
         await self.supervisor.cancel_all()
         try:
             await self.journal.close()
@@ -279,12 +280,15 @@ class Worker:
         with contextlib.suppress(OSError):
             self.parts.admitter.book.writer.close()
             self.errors.close()
-        if completed:
-            self.reporter.leave()
-        else:
+        failure = self.reporter.leave() if completed else None
+        if failure is not None:
+            log.error("%s", failure)
+            self.fault, completed = self.fault or failure, False
+        if not completed:
             self.reporter.publish(state="stopped")
         self.reporter.write_status()
         self._close_links()
+        return completed
 
     def _close_links(self) -> None:
         self.deps.outbox.close()

@@ -408,3 +408,28 @@ def test_the_network_drops_delays_holds_and_cuts() -> None:
         assert net.log[0].kind == ord("l")
 
     asyncio.run(scenario())
+
+
+@pytest.mark.asyncio
+async def test_a_worker_that_cannot_mark_itself_exited_stops_resumably(
+    make_cluster: Callable[[list[str], int], Cluster],
+) -> None:
+    """Servers and the Slurm watcher wait for the "exited" markers: a worker whose marker
+    cannot be written (a full disk) must not exit as done, or they would wait forever."""
+    cluster = make_cluster(["a", "b"], 2)
+    cluster.rows(4)
+    failing = cluster.start(0, ["a", "b"])
+    cluster.start(1, ["a", "b"])
+    real = failing.worker.deps.registry.mark
+
+    def mark(kind: str, name: str) -> None:
+        if kind == "exited":
+            raise OSError(28, "No space left on device")
+        real(kind, name)
+
+    failing.worker.deps.registry.mark = mark  # type: ignore[method-assign]
+    await cluster.pump(lambda: all(m.job.done() for m in cluster.members.values()))
+    assert failing.job.result() is False
+    assert "cannot mark this worker exited" in (failing.worker.fault or "")
+    assert cluster.members["w1"].job.result() is True
+    assert_exactly_once(cluster.records(), 4)
