@@ -11,6 +11,7 @@ an admission the origin forgot in a crash could never be written).
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import Callable
 
@@ -83,7 +84,12 @@ class Admitter:
         self.check_done()
 
     def start(self, task: Task) -> None:
-        """A newly admitted (or re-issued) task: journal it and start stepping it here."""
+        """A newly admitted (or re-issued) task: journal it and start stepping it here.
+
+        It starts from the config's initial ``state:`` (a copy: tasks never share it),
+        under what admission set (``trial``), before the router or any step sees it."""
+        if self.spec.initial_state:
+            task.state = {**copy.deepcopy(self.spec.initial_state), **task.state}
         task.next = self.router.first(task)
         self.holdings.take(task)
         self._unsaved.add(task.id)
