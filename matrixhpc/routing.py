@@ -80,12 +80,13 @@ def condition_names(task: Task) -> dict[str, Any]:
 
 def missing_path(names: dict[str, Any], obj: Any, name: Any) -> str:
     """The dotted path of what was missing: ``state.vaild``, ``row.meta.source``,
-    ``row.options[7]``; just ``name`` for an unknown top-level name (``stat``)."""
+    ``row.options[7]``; just ``name`` for an unknown top-level name (``stat``), and
+    ``(int object).x`` under a value that is no container of the task's."""
     if obj is missing:
         return str(name)
     step = f".{name}" if isinstance(name, str) else f"[{name!r}]"
-    owner = _path_to(names, obj)
-    return (owner if owner is not None else jinja2.utils.object_type_repr(obj)) + step
+    owner = _path_to(names, obj) if isinstance(obj, dict | list | Task) else None
+    return (owner or f"({jinja2.utils.object_type_repr(obj)})") + step
 
 
 def _path_to(names: dict[str, Any], obj: Any, depth: int = 4) -> str | None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from matrixhpc.check.code import code_problems
 from matrixhpc.check.graph import graph_problems
-from matrixhpc.check.names import name_problems
+from matrixhpc.check.names import known_state_keys, name_problems
 from matrixhpc.check.rendering import Renderer, sample_rows, sample_tasks
 from matrixhpc.check.sources import jinja_sources
 from matrixhpc.config import RunConfig
@@ -50,7 +50,7 @@ def check_config(cfg: RunConfig, rows: int = SAMPLE_ROWS) -> Report:
                 f"({first.source} line {first.line})",
             )
         )
-    problems += Renderer(cfg).run(sources, list(sample_tasks(cfg, sample)))
+    problems += Renderer(cfg, known_state_keys(cfg)).run(sources, list(sample_tasks(cfg, sample)))
     problems += graph_problems(cfg)
     templates = sum(s.kind == "template" for s in sources)
     summary = (
@@ -59,7 +59,14 @@ def check_config(cfg: RunConfig, rows: int = SAMPLE_ROWS) -> Report:
         f"rendered on {_count(len(sample.rows), 'row')}, "
         f"{_count(len(sources) - templates, 'condition')}: no problems"
     )
-    return Report(list(dict.fromkeys(problems)), summary)
+    return Report(_grouped(problems), summary)
+
+
+def _grouped(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Once each, those of one key together, keys in the order they were first found."""
+    unique = list(dict.fromkeys(problems))
+    order = {key: i for i, key in reversed(list(enumerate(k for k, _ in unique)))}
+    return sorted(unique, key=lambda problem: order[problem[0]])
 
 
 def _count(n: int, thing: str) -> str:

@@ -74,7 +74,7 @@ def _step_problem(fn: Any, spec: str) -> str | None:
 
 def _callable_problem(fn: Any, spec: str, args: tuple[None, ...], call: str) -> str | None:
     if not callable(fn):
-        return f"{spec!r} is a {type(fn).__name__}, not a function"
+        return f"{spec!r} is not a function (it is {type(fn).__name__})"
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import jinja2
 from jinja2 import meta, nodes
 from jinja2.parser import Parser
 
@@ -26,6 +27,7 @@ Problems = list[tuple[str, str]]
 BUILTIN_STATE = ("trial",)
 
 _ENVIRONMENTS = {"template": template_environment(), "condition": condition_environment()}
+_JINJA_GLOBALS = tuple(jinja2.Environment().globals)
 
 
 def known_state_keys(cfg: RunConfig) -> set[str]:
@@ -47,7 +49,9 @@ def syntax_tree(source: Source) -> nodes.Template:
 
 
 def visible_names(kind: str) -> list[str]:
-    return [*CONDITION_NAMES, *sorted(_ENVIRONMENTS[kind].globals)]
+    """What a template or condition sees: our names, then jinja's own globals."""
+    ours = [*CONDITION_NAMES, *sorted(set(_ENVIRONMENTS[kind].globals) - set(_JINJA_GLOBALS))]
+    return ours + sorted(_JINJA_GLOBALS)
 
 
 def name_problems(cfg: RunConfig, sources: list[Source]) -> Problems:
@@ -56,8 +60,9 @@ def name_problems(cfg: RunConfig, sources: list[Source]) -> Problems:
     for source in sources:
         tree = syntax_tree(source)
         visible = visible_names(source.kind)
+        ours = [n for n in visible if n not in _JINJA_GLOBALS]
         for name in sorted(meta.find_undeclared_variables(tree) - set(visible)):
-            reason = f"{name!r} is undefined: a {source.kind} sees {', '.join(visible)}"
+            reason = f"{name!r} is undefined: a {source.kind} sees {', '.join(ours)}"
             out.append((source.key, reason + did_you_mean(name, visible)))
         for key in dict.fromkeys(state_reads(tree)):
             if key not in known_state:

@@ -86,8 +86,9 @@ class _Missing:
 class Renderer:
     """Renders sources on sample tasks with a :class:`~.probe.Probe`, collecting problems."""
 
-    def __init__(self, cfg: RunConfig) -> None:
+    def __init__(self, cfg: RunConfig, known_state: set[str]) -> None:
         self.first = first_role(cfg)
+        self.known_state = known_state  # the others are the static check's to report
         self.probe = recording()
         self.envs = {
             "template": template_environment(self.probe),
@@ -144,7 +145,9 @@ class Renderer:
             found = self.on_rows.setdefault((source.key, path), _Missing(use))
             if row not in found.rows:
                 found.rows.append(row)
-        elif starts and path.startswith("state."):
+        elif path.startswith("state."):
+            if not starts or path.split(".")[1] not in self.known_state:
+                return
             self.problems.append(
                 (
                     source.key,
