@@ -14,7 +14,6 @@ history. What that proves depends on who sees it:
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -63,7 +62,8 @@ def sample_task(cfg: RunConfig, row: Row) -> Task:
     """The task admission makes of ``row`` (``runtime/admitter.py``): trial 0, the
     initial state, no history."""
     task = Task(id=f"r{row.index}-t0", seed=0, row=row.data, origin="check")
-    task.state = {**copy.deepcopy(cfg.state), "trial": 0}
+    task.state["trial"] = 0
+    task.start_from(cfg.state)
     return task
 
 

@@ -11,7 +11,6 @@ an admission the origin forgot in a crash could never be written).
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 from collections.abc import Callable
 
@@ -88,8 +87,7 @@ class Admitter:
 
         It starts from the config's initial ``state:`` (a copy: tasks never share it),
         under what admission set (``trial``), before the router or any step sees it."""
-        if self.spec.initial_state:
-            task.state = {**copy.deepcopy(self.spec.initial_state), **task.state}
+        task.start_from(self.spec.initial_state)
         task.next = self.router.first(task)
         self.holdings.take(task)
         self._unsaved.add(task.id)
