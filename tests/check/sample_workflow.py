@@ -26,9 +26,9 @@ from matrixhpc.agents import Agent
 
 
 def judge(task):
-    """The checker: is the draft good enough?"""
-    draft = task.last_turn().get("content", "")
-    return {"valid": "good" in draft, "feedback": "say good"}
+    """The checker: good enough once revised (so that a dry run takes both edges)."""
+    revised = any(turn.get("role") == "reviser" for turn in task.history)
+    return {"valid": revised, "feedback": "" if revised else "shorter, please"}
 
 
 def with_options(task, options):
