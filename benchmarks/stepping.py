@@ -43,7 +43,8 @@ def event_loop_policy() -> None:
 
 
 def make_tasks(cfg: RunConfig, name: str, shard: tuple[int, int] = (0, 1)) -> Iterator[Task]:
-    """The tasks of a dataset slice, with the runtime's ids (``r<row>-t<trial>``) and seeds."""
+    """The tasks of a dataset slice, with the runtime's ids (``r<row>-t<trial>``), seeds and
+    initial state."""
     items = slice_items(
         cfg.dataset.path,
         limit=cfg.dataset.limit,
@@ -53,7 +54,10 @@ def make_tasks(cfg: RunConfig, name: str, shard: tuple[int, int] = (0, 1)) -> It
         origin=name,
         run_seed=cfg.seed,
     )
-    return (item for item in items if isinstance(item, Task))
+    for item in items:
+        if isinstance(item, Task):
+            item.start_from(cfg.state)
+            yield item
 
 
 class Stepper:

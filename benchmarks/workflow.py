@@ -20,6 +20,7 @@ from matrixhpc.config import RunConfig, load_config
 
 AGENT = "benchmarks.dialogue:DialogueTurn"
 JUDGE = "benchmarks.dialogue:count_turns"
+REPO = Path(__file__).resolve().parents[1]  # where `benchmarks.*` is imported from
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +68,12 @@ def config_dict(
                 "class": AGENT,
                 "options": {**speaker_options, "prompt": ""},
             },
-            "judge": {"kind": "python", "function": JUDGE, "options": {"roles": list(SPEAKERS)}},
+            "judge": {
+                "kind": "python",
+                "function": JUDGE,
+                "options": {"roles": list(SPEAKERS)},
+                "sets": ["turns"],
+            },
         },
         "routing": {
             "kind": "sequential",
@@ -78,6 +84,8 @@ def config_dict(
         },
         "dataset": {"path": str(dataset), "required": ["question", "turns", "tokens"]},
         "workers": workers,
+        "state": {"turns": 0},  # stop_when is evaluated from the first turn on
+        "python_path": [str(REPO)],
     }
 
 

@@ -15,7 +15,7 @@ from matrixhpc.agents.llm import LLMAgent
 from matrixhpc.agents.python import PythonAgent
 from matrixhpc.config import RoleConfig, RoutingConfig, RunConfig
 from matrixhpc.data.manifest import write_manifest
-from matrixhpc.imports import import_object
+from matrixhpc.imports import import_object, use_python_path
 from matrixhpc.llm.client import LLMClient
 from matrixhpc.llm.replicas import RegistryReplicaSource
 from matrixhpc.llm.types import ClientPolicy
@@ -123,6 +123,7 @@ def worker_spec(cfg: RunConfig, run_dir: Path, index: int) -> WorkerSpec:
         max_attempts=cfg.workers.max_attempts,
         ack_timeout=cfg.workers.ack_timeout,
         encrypt=cfg.workers.encrypt,
+        initial_state=cfg.state,
     )
 
 
@@ -166,6 +167,7 @@ async def run_worker(run_dir: Path, index: int) -> bool:
     """The body of ``matrixhpc worker``: wire config, agents, router, client and run."""
     rd = RunDir(run_dir)
     cfg = rd.load()
+    use_python_path(cfg.python_path)  # user code comes from the same place on every launcher
     _, roles = cfg.group_of(index)
     registry = Registry(
         rd.registry,

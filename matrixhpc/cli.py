@@ -29,16 +29,29 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     sys.exit(code)
 
 
-def _load(config: Path, overrides: list[str], engine: str | None) -> RunConfig:
+def _load(
+    config: Path, overrides: list[str], engine: str | None, *, resolved: bool = False
+) -> RunConfig:
     try:
         if engine is not None:
             services = load_config(config).services
             overrides = [f"services.{s}.engine={engine}" for s in services] + list(overrides)
-        cfg = load_config(config, overrides)
+        cfg = load_config(config, overrides, resolved=resolved)
         check_dataset(cfg.dataset.path, cfg.dataset.limit)
     except (ConfigError, DatasetError) as exc:
         _fail(str(exc))
     return cfg
+
+
+def _checked(cfg: RunConfig) -> str:
+    """``matrixhpc check``'s findings end the command (exit 2, one line per problem);
+    else its one-line summary."""
+    from matrixhpc.check import check_config
+
+    report = check_config(cfg)
+    if report.problems:
+        _fail(str(ConfigError(report.problems)))
+    return report.summary
 
 
 def _launcher_of(run: Mapping[str, object]) -> Launcher:
@@ -93,10 +106,25 @@ def run(
     from matrixhpc.launch.backends import default_kind, launcher_for
 
     cfg = _load(config, list(overrides), engine)
+    _checked(cfg)
     run_dir = (run_dir or default_run_dir(cfg)).absolute()
     if (run_dir / "run.json").exists():
         _fail(f"{run_dir} already holds a run (matrixhpc resume {run_dir} continues it)")
     sys.exit(launcher_for(launcher or default_kind()).submit(cfg, run_dir, detach=detach))
+
+
+@main.command()
+@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("overrides", nargs=-1)
+def check(config: Path, overrides: tuple[str, ...]) -> None:
+    """Check CONFIG without running anything: its python code imports, its templates
+    render on the first rows of the dataset, its conditions name only what can exist,
+    its routing reaches every role and can end. Exit 2 with one line per problem.
+
+    `run` and `sbatch` run the same checks before they start anything.
+    """
+    cfg = _load(config, list(overrides), None)
+    click.echo(f"{config}: {_checked(cfg)}")
 
 
 @main.command("sbatch")
@@ -117,6 +145,7 @@ def sbatch_export(
     from matrixhpc.launch.sbatch import export
 
     cfg = _load(config, list(overrides), engine)
+    _checked(cfg)
     run_dir = (run_dir or out_dir / "run").absolute()
     if (run_dir / "run.json").exists():
         _fail(f"{run_dir} already holds a run")
@@ -216,7 +245,7 @@ def resume(run_dir: Path, overrides: tuple[str, ...], force: bool, retry_failed:
         return
     launcher = _launcher_of(run)
     _refuse(checks.launcher_problem(run, run_dir, force=force))
-    cfg = _load(rd.config, list(overrides), None)
+    cfg = _load(rd.config, list(overrides), None, resolved=True)
     now = _fingerprints(cfg)
     changed = checks.changes(run, now, cfg.dataset.path)
     _refuse(checks.change_problem(changed, force=force))

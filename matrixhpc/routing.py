@@ -6,23 +6,103 @@ called once a step has been appended to the history (``task.next`` still names
 the role that just ran) and returns the next role or :data:`END`.
 
 Conditions (``stop_when``, graph edge ``when``) are Jinja expressions over
-``task``, ``row``, ``state``, ``history`` and ``last`` (the last turn).
+``task``, ``row``, ``state``, ``history`` and ``last`` (the last turn). They are strict:
+a name the task does not have (``state.vaild``, a key no step has set yet) raises
+:class:`RoutingError`, which fails that task with the condition and the name, instead
+of counting as false and ending the task early as if it had succeeded.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import jinja2
-from jinja2.utils import consume
+from jinja2.utils import consume, missing
 
 from matrixhpc.task import END, Task
 
-# Strict: any use of a key the workflow has not set yet ("not state.pending",
-# "state.verdict != 'retry'") raises, and the condition counts as false, instead of
-# jinja's lenient Undefined making it true and ending the task at once.
-_env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+#: The names a condition sees (:func:`condition_names`).
+CONDITION_NAMES = ("task", "row", "state", "history", "last")
+
+
+class RoutingError(Exception):
+    """A condition that cannot be evaluated on a task: that task's error, not a false."""
+
+
+class MissingName(jinja2.UndefinedError):
+    """What a strict template or condition used and did not have: ``name`` of ``obj``
+    (``obj`` is jinja's ``missing`` for an unknown top-level name)."""
+
+    def __init__(self, obj: Any, name: Any, message: str) -> None:
+        super().__init__(message)
+        self.obj = obj
+        self.name = name
+
+
+class NamedUndefined(jinja2.StrictUndefined):
+    """StrictUndefined whose error says which object lacked which name, so that the
+    task's error can name ``state.vaild`` rather than "'dict object' has no attribute"."""
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        hint: str | None = None,
+        obj: Any = missing,
+        name: str | None = None,
+        exc: type[jinja2.TemplateRuntimeError] = jinja2.UndefinedError,  # noqa: ARG002
+    ) -> None:
+        super().__init__(hint, obj, name, functools.partial(MissingName, obj, name))  # type: ignore[arg-type]
+
+
+def condition_environment(undefined: type[jinja2.Undefined] = NamedUndefined) -> jinja2.Environment:
+    """The environment conditions compile in (``matrixhpc check`` probes with its own
+    ``undefined``). Strict by default: any use of a key the task lacks raises, where
+    jinja's lenient Undefined would make ``not state.pending`` true."""
+    return jinja2.Environment(undefined=undefined)
+
+
+_env = condition_environment()
+
+
+def condition_names(task: Task) -> dict[str, Any]:
+    """What a condition sees: :data:`CONDITION_NAMES`, ``last`` being the last turn."""
+    return {
+        "task": task,
+        "row": task.row,
+        "state": task.state,
+        "history": task.history,
+        "last": task.last_turn() or {},
+    }
+
+
+def missing_path(names: dict[str, Any], obj: Any, name: Any) -> str:
+    """The dotted path of what was missing: ``state.vaild``, ``row.meta.source``,
+    ``row.options[7]``; just ``name`` for an unknown top-level name (``stat``), and
+    ``(int object).x`` under a value that is no container of the task's."""
+    if obj is missing:
+        return str(name)
+    step = f".{name}" if isinstance(name, str) else f"[{name!r}]"
+    owner = _path_to(names, obj) if isinstance(obj, dict | list | Task) else None
+    return (owner or f"({jinja2.utils.object_type_repr(obj)})") + step
+
+
+def _path_to(names: dict[str, Any], obj: Any, depth: int = 4) -> str | None:
+    """Where ``obj`` sits among ``names`` (by identity), breadth first, a few levels deep."""
+    level: list[tuple[str, Any]] = list(names.items())
+    for _ in range(depth):
+        for path, value in level:
+            if value is obj:
+                return path
+        level = [
+            (f"{path}.{k}" if isinstance(value, dict) else f"{path}[{k}]", v)
+            for path, value in level
+            if isinstance(value, dict | list)
+            for k, v in (value.items() if isinstance(value, dict) else enumerate(value))
+        ]
+    return None
 
 
 class Router(Protocol):
@@ -34,8 +114,10 @@ class Router(Protocol):
 Condition = Callable[[Task], bool]
 
 
-def compile_condition(source: str) -> Condition:
-    expr = _env.compile_expression(source)
+def compile_condition(source: str, key: str = "condition") -> Condition:
+    """A strict condition; ``key`` (its place in the config, ``routing.stop_when``)
+    names it in the :class:`RoutingError` of a task it cannot be evaluated on."""
+    expr = _env.compile_expression(source, undefined_to_none=False)
     template = getattr(expr, "_template", None)
 
     def evaluate(names: dict[str, Any]) -> Any:
@@ -48,19 +130,14 @@ def compile_condition(source: str) -> Condition:
         return context.vars.get("result")
 
     def check(task: Task) -> bool:
-        # a key the workflow has not set yet ("state.turns" before the first turn)
-        # makes the condition false rather than failing the task
-        names = {
-            "task": task,
-            "row": task.row,
-            "state": task.state,
-            "history": task.history,
-            "last": task.last_turn() or {},
-        }
+        names = condition_names(task)
         try:
             return bool(evaluate(names))
-        except jinja2.UndefinedError:
-            return False
+        except MissingName as exc:
+            missing_name = missing_path(names, exc.obj, exc.name)
+            raise RoutingError(f"{key} {source!r}: {missing_name!r} is undefined") from None
+        except Exception as exc:  # noqa: BLE001  # "state.turns >= 'x'": the task's error
+            raise RoutingError(f"{key} {source!r}: {type(exc).__name__}: {exc}") from None
 
     return check
 
@@ -74,7 +151,7 @@ class _Stops:
     """What every router shares: end on error, on a condition, or on a step budget."""
 
     def __init__(self, stop_when: str | None, max_steps: int, stop_on_error: bool) -> None:
-        self.stop_when = compile_condition(stop_when) if stop_when else None
+        self.stop_when = compile_condition(stop_when, "routing.stop_when") if stop_when else None
         self.max_steps = max_steps
         self.stop_on_error = stop_on_error
 
@@ -170,13 +247,16 @@ class FunctionRouter(_Stops):
 
 
 def graph_edges(raw: dict[str, Any]) -> dict[str, list[tuple[Condition | None, str]]]:
-    """Compile config edges (a role name, or a list of ``{when, to}``)."""
+    """Compile config edges (a role name, or a list of ``{when, to}``); each condition is
+    named by its config key (``routing.edges.critic.0.when``) in a task's error."""
     edges: dict[str, list[tuple[Condition | None, str]]] = {}
     for src, dst in raw.items():
         if isinstance(dst, str):
             edges[src] = [(None, dst)]
             continue
-        edges[src] = [
-            (compile_condition(e["when"]) if e.get("when") else None, e["to"]) for e in dst
-        ]
+        edges[src] = []
+        for i, edge in enumerate(dst):
+            when = edge.get("when")
+            condition = compile_condition(when, f"routing.edges.{src}.{i}.when") if when else None
+            edges[src].append((condition, edge["to"]))
     return edges

@@ -53,7 +53,7 @@ class RunDir:
         return self.secrets / CURVE_FILE
 
     def load(self) -> RunConfig:
-        return load_config(self.config)
+        return load_config(self.config, resolved=True)
 
     def create(self, cfg: RunConfig) -> None:
         """Lay out a new run directory, private to its owner, with the resolved config."""

@@ -7,7 +7,9 @@ record is the history as-is.
 
 from __future__ import annotations
 
+import copy
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
@@ -49,6 +51,12 @@ class Task:
     created: float = field(default_factory=time.time)
     updated: float = 0.0
     ended: str | None = None  # why a task ended early though ok, e.g. "max_steps"
+
+    def start_from(self, initial: Mapping[str, Any]) -> None:
+        """Take the workflow's initial state (the config's ``state:``) under what admission
+        set (``trial``); a deep copy, so that no two tasks share a list or a dict."""
+        if initial:
+            self.state = {**copy.deepcopy(dict(initial)), **self.state}
 
     @property
     def finished(self) -> bool:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os.path
+import sys
 from pathlib import Path
 
 import pytest
 
 from matrixhpc.config import RunConfig
-from matrixhpc.imports import import_object
+from matrixhpc.imports import ImportProblem, import_object, use_python_path
 from matrixhpc.workflows import coral
 
 
@@ -39,12 +40,61 @@ def test_malformed_spec_is_a_value_error_naming_it(spec: str) -> None:
 
 
 def test_missing_module() -> None:
-    with pytest.raises(ModuleNotFoundError):
+    with pytest.raises(ImportProblem, match=r"^no module named 'matrixhpc\.no_such_module'$"):
         import_object("matrixhpc.no_such_module:thing")
 
 
-def test_missing_attribute() -> None:
-    with pytest.raises(AttributeError, match="no_such_fn"):
-        import_object("matrixhpc.workflows.coral:no_such_fn")
-    with pytest.raises(AttributeError):
+def test_missing_attribute_with_a_did_you_mean() -> None:
+    with pytest.raises(ImportProblem) as info:
+        import_object("matrixhpc.workflows.coral:extract_anwser")
+    assert str(info.value) == (
+        "'matrixhpc.workflows.coral' has no attribute 'extract_anwser'"
+        " (did you mean 'extract_answer'?)"
+    )
+    with pytest.raises(ImportProblem, match=r"^'os:path' has no attribute 'no_such_attr'"):
         import_object("os:path.no_such_attr")
+
+
+@pytest.mark.parametrize(
+    ("source", "reason"),
+    [
+        ("import no_such_dependency_xyz\n", "ModuleNotFoundError: No module named"),
+        ("x = 1\nundefined_name\n", "NameError: name 'undefined_name' is not defined"),
+        ("def f(:\n", "SyntaxError: "),
+        ("raise SystemExit(3)\n", "SystemExit: 3"),
+    ],
+)
+def test_a_module_that_fails_to_import_says_why_and_where(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, reason: str
+) -> None:
+    name = f"broken_{abs(hash(source))}"
+    (tmp_path / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ImportProblem) as info:
+        import_object(f"{name}:f")
+    message = str(info.value)
+    assert message.startswith(f"importing {name!r} failed: {reason}")
+    assert f"({name}.py, line " in message
+
+
+def test_use_python_path_puts_the_directories_first_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "path", ["/elsewhere", str(tmp_path / "b"), "/site"])
+    use_python_path([str(tmp_path / "a"), str(tmp_path / "b")])
+    assert sys.path == [str(tmp_path / "a"), str(tmp_path / "b"), "/elsewhere", "/site"]
+
+
+def test_use_python_path_drops_the_current_directory_python_m_put_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The current directory differs between a laptop, a Slurm job and an exported
+    script: a module found only there would import in one and not the others."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "only_here_xyz.py").write_text("def f(task):\n    return None\n")
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    use_python_path(["/configs"])
+    assert str(tmp_path) not in sys.path
+    assert sys.path[0] == "/configs"
+    with pytest.raises(ImportProblem, match="no module named 'only_here_xyz'"):
+        import_object("only_here_xyz:f")

@@ -11,6 +11,7 @@ from matrixhpc.routing import (
     FunctionRouter,
     GraphRouter,
     Router,
+    RoutingError,
     SequentialRouter,
     compile_condition,
     graph_edges,
@@ -67,8 +68,8 @@ def test_stop_when_on_state() -> None:
     )
     task = _task()
     task.next = router.first(task)
-    assert _step(router, task, turns=1) == "x"
-    assert _step(router, task, turns=2, agreed=False) == "m"
+    assert _step(router, task, turns=1, agreed=False) == "x"
+    assert _step(router, task, turns=2) == "m"
     assert _step(router, task, agreed=True) == END
 
 
@@ -92,27 +93,51 @@ def test_stop_when_sees_row_last_and_history() -> None:
 
 
 @pytest.mark.parametrize(
-    "expr",
+    ("expr", "missing"),
     [
-        "state.turns >= 2",
-        "state.agreed",
-        "state.agreed or state.turns >= 6",
-        "state.nested.deeper == 1",
-        "row.missing > 3",
+        ("state.turns >= 2", "state.turns"),
+        ("state.agreed", "state.agreed"),
+        ("state.agreed or state.turns >= 6", "state.agreed"),
+        ("state.nested.deeper == 1", "state.nested"),
+        ("row.missing > 3", "row.missing"),
+        ("row.n.deeper", "(int object).deeper"),
+        ("stat.agreed", "stat"),
     ],
 )
-def test_undefined_key_in_stop_when_does_not_stop(expr: str) -> None:
+def test_undefined_name_in_stop_when_is_an_error_naming_condition_and_name(
+    expr: str, missing: str
+) -> None:
+    """Never a silent false: that ended tasks early, recorded ok."""
     router = SequentialRouter(["a", "b"], repeat=True, stop_when=expr)
     task = _task()
     task.next = router.first(task)
-    assert _step(router, task) == "b"
-    assert _step(router, task) == "a"
+    with pytest.raises(RoutingError) as info:
+        _step(router, task)
+    assert str(info.value) == f"routing.stop_when {expr!r}: {missing!r} is undefined"
 
 
 @pytest.mark.parametrize("expr", ["state.verdict != 'retry'", "not state.pending"])
-def test_undefined_key_under_negation_does_not_stop(expr: str) -> None:
-    check = compile_condition(expr)
-    assert check(_task()) is False
+def test_undefined_key_under_negation_is_an_error_not_true(expr: str) -> None:
+    check = compile_condition(expr, "routing.edges.a.0.when")
+    with pytest.raises(
+        RoutingError, match=r"^routing\.edges\.a\.0\.when .*: 'state\.\w+' is undefined"
+    ):
+        check(_task())
+
+
+def test_a_condition_that_raises_is_a_routing_error() -> None:
+    check = compile_condition("state.turns >= 'six'", "routing.stop_when")
+    t = _task()
+    t.state["turns"] = 2
+    with pytest.raises(RoutingError, match="TypeError: '>=' not supported"):
+        check(t)
+
+
+@pytest.mark.parametrize(
+    "expr", ["state.x is defined", "state.x | default(0) > 1", "state.get('x')"]
+)
+def test_a_guarded_missing_key_is_no_error(expr: str) -> None:
+    assert compile_condition(expr)(_task()) is False
 
 
 def test_condition_is_evaluated_with_defined_values() -> None:
@@ -203,10 +228,11 @@ def test_graph_full_path_with_loop() -> None:
     assert _step(router, task) == END
 
 
-def test_graph_undefined_condition_falls_through_to_default() -> None:
+def test_graph_undefined_condition_is_an_error_not_the_default_edge() -> None:
     router = _graph()
-    task = _task(next="critic")  # no score yet: both conditions are false
-    assert _step(router, task) == "writer"
+    task = _task(next="critic")  # no score: neither false nor true
+    with pytest.raises(RoutingError, match=r"routing\.edges\.critic\.0\.when .*'state\.score'"):
+        _step(router, task)
 
 
 def test_graph_role_without_edges_ends() -> None:
@@ -218,7 +244,7 @@ def test_graph_role_without_edges_ends() -> None:
 def test_graph_no_matching_edge_and_no_default_ends() -> None:
     router = GraphRouter("a", graph_edges({"a": [{"when": "state.go", "to": "b"}]}))
     task = _task(next="a")
-    assert _step(router, task) == END
+    assert _step(router, task, go=False) == END
     task = _task(next="a")
     assert _step(router, task, go=True) == "b"
 
@@ -229,7 +255,7 @@ def test_graph_max_steps_and_stop_when() -> None:
     assert _run(router, _task()) == ["a", "b", "a"]
     router = GraphRouter("a", loop, stop_when="state.halt")
     task = _task(next="a")
-    assert _step(router, task) == "b"
+    assert _step(router, task, halt=False) == "b"
     assert _step(router, task, halt=True) == END
 
 
@@ -246,6 +272,7 @@ def test_graph_edges_compiles_when_and_defaults() -> None:
     assert (target, default, other) == ("d", None, "e")
     assert cond is not None
     t = _task()
+    t.state["x"] = 0
     assert cond(t) is False
     t.state["x"] = 1
     assert cond(t) is True

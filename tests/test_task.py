@@ -99,3 +99,15 @@ def test_mutable_defaults_are_not_shared() -> None:
     a.state["k"] = 1
     assert b.history == []
     assert b.state == {}
+
+
+def test_start_from_copies_the_initial_state_under_what_admission_set() -> None:
+    initial = {"notes": [], "trial": 9, "done": False}
+    a = Task(id="r0-t1", seed=0, row={}, origin="w0", state={"trial": 1})
+    b = Task(id="r1-t0", seed=0, row={}, origin="w0", state={"trial": 0})
+    a.start_from(initial)
+    b.start_from(initial)
+    a.state["notes"].append("x")
+    assert a.state == {"notes": ["x"], "trial": 1, "done": False}
+    assert b.state == {"notes": [], "trial": 0, "done": False}
+    assert initial["notes"] == []

@@ -18,18 +18,22 @@ from matrixhpc.task import Task, Turn
 PythonStep = Callable[..., Any]
 
 
+def takes_options(fn: PythonStep) -> bool:
+    """Whether ``fn`` is called ``fn(task, options)`` (two positional parameters, or
+    ``*args``) rather than ``fn(task)``."""
+    positional = [
+        p
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in positional)
+
+
 class PythonAgent(Agent):
     def __init__(self, name: str, fn: PythonStep, options: dict[str, Any] | None = None) -> None:
         super().__init__(name, options)
         self.fn = fn
-        positional = [
-            p
-            for p in inspect.signature(fn).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
-        ]
-        self.takes_options = len(positional) >= 2 or any(
-            p.kind is p.VAR_POSITIONAL for p in positional
-        )
+        self.takes_options = takes_options(fn)
 
     # ctx is unused: a python step sees only the task, but Agent's signature has it
     async def __call__(self, task: Task, ctx: AgentContext) -> Turn | None:  # noqa: ARG002

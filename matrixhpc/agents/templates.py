@@ -10,10 +10,19 @@ from matrixhpc.task import Task, Turn
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
-# StrictUndefined: a row missing a field the prompt uses is an error on that
-# task (recorded in its turn), not a prompt silently rendered with a blank.
-_env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
-_env.globals["letters"] = LETTERS
+
+def template_environment(
+    undefined: type[jinja2.Undefined] = jinja2.StrictUndefined,
+) -> jinja2.Environment:
+    """The environment prompts render in (``matrixhpc check`` probes with its own
+    ``undefined``). StrictUndefined: a row missing a field the prompt uses is an error
+    on that task (recorded in its turn), not a prompt silently rendered with a blank."""
+    env = jinja2.Environment(undefined=undefined, keep_trailing_newline=False)
+    env.globals["letters"] = LETTERS
+    return env
+
+
+_env = template_environment()
 
 
 def compile_template(source: str) -> jinja2.Template:

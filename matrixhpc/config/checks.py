@@ -10,6 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import jinja2
+from jinja2 import nodes
+from jinja2.parser import Parser
+
+from .bounds import did_you_mean
 
 if TYPE_CHECKING:
     from .schema import RoleConfig, RunConfig
@@ -18,6 +22,10 @@ Problems = list[tuple[str, str]]
 
 _jinja = jinja2.Environment()
 
+# jinja reads an operator with nothing after it ("not state.valid and and") as a variable
+# of that name: a broken expression that compiles, always undefined at run time
+_OPERATORS = frozenset({"and", "or", "not", "in", "is", "if", "else"})
+
 
 def _template_problem(source: str | None, expression: bool = False) -> str | None:
     if source is None:
@@ -25,10 +33,14 @@ def _template_problem(source: str | None, expression: bool = False) -> str | Non
     try:
         if expression:
             _jinja.compile_expression(source)
+            tree: nodes.Node = Parser(_jinja, source, state="variable").parse_expression()
         else:
-            _jinja.parse(source)
+            tree = _jinja.parse(source)
     except jinja2.TemplateSyntaxError as exc:
         return f"does not compile: {exc.message}"
+    stray = next((n.name for n in tree.find_all(nodes.Name) if n.name in _OPERATORS), None)
+    if stray is not None:
+        return f"does not compile: {stray!r} where a value is expected"
     return None
 
 
@@ -41,6 +53,8 @@ def cross_problems(cfg: RunConfig) -> Problems:
     for name, svc in cfg.services.items():
         if svc.engine == "external" and not svc.url:
             problems.append((f"services.{name}.url", "engine 'external' needs a url"))
+    if "trial" in cfg.state:
+        problems.append(("state.trial", "is set by matrixhpc: the task's trial number"))
     return problems
 
 
@@ -75,20 +89,12 @@ def _llm_role_problems(cfg: RunConfig, key: str, role: RoleConfig) -> Problems:
 
 def _routing_problems(cfg: RunConfig) -> list[tuple[str, str]]:
     r = cfg.routing
-    out: list[tuple[str, str]] = []
-    named = list(r.order) + ([r.start] if r.start else [])
+    out = [(key, reason) for key, role in _routed_roles(cfg) if (reason := _no_role(cfg, role))]
     for src, dst in r.edges.items():
-        named.append(src)
-        named += [dst] if isinstance(dst, str) else [e.to for e in dst]
         for i, edge in enumerate(dst if isinstance(dst, list) else []):
             bad = _template_problem(edge.when, expression=True)
             if bad:
                 out.append((f"routing.edges.{src}.{i}.when", bad))
-    out += [
-        ("routing", f"no role named {role!r}")
-        for role in named
-        if role not in cfg.roles and role.upper() != "END"
-    ]
     if r.kind == "sequential" and not r.order:
         out.append(("routing.order", "sequential routing needs an order"))
     if r.kind == "graph" and not r.start:
@@ -99,6 +105,26 @@ def _routing_problems(cfg: RunConfig) -> list[tuple[str, str]]:
     if bad:
         out.append(("routing.stop_when", bad))
     return out
+
+
+def _routed_roles(cfg: RunConfig) -> list[tuple[str, str]]:
+    """(key, role) for every role routing names: the order, the start, edge ends."""
+    r = cfg.routing
+    named = [(f"routing.order.{i}", role) for i, role in enumerate(r.order)]
+    named += [("routing.start", r.start)] if r.start else []
+    for src, dst in r.edges.items():
+        named.append((f"routing.edges.{src}", src))
+        if isinstance(dst, str):
+            named.append((f"routing.edges.{src}", dst))
+        else:
+            named += [(f"routing.edges.{src}.{i}.to", edge.to) for i, edge in enumerate(dst)]
+    return named
+
+
+def _no_role(cfg: RunConfig, role: str) -> str | None:
+    if role in cfg.roles or role.upper() == "END":
+        return None
+    return f"no role named {role!r}{did_you_mean(role, cfg.roles)}"
 
 
 def _group_problems(cfg: RunConfig) -> list[tuple[str, str]]:

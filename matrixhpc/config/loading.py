@@ -54,11 +54,34 @@ def _absolutise(data: dict[str, Any], base: Path) -> None:
         dataset["path"] = str(path if path.is_absolute() else (base / path).resolve())
 
 
-def load_config(path: Path | str, overrides: list[str] = ()) -> RunConfig:  # type: ignore[assignment]
+def _absolutise_python_path(data: dict[str, Any], base: Path) -> None:
+    """Entries of ``python_path`` relative to ``base`` become absolute (anything that is
+    not a list of strings is left for validation to name)."""
+    entries = data.get("python_path")
+    if isinstance(entries, list) and all(isinstance(e, str) for e in entries):
+        data["python_path"] = [str((base / Path(e).expanduser()).resolve()) for e in entries]
+
+
+def _config_dir_first(data: dict[str, Any], config_dir: Path) -> None:
+    """The config's own directory is searched first, whatever ``python_path`` adds."""
+    entries = data.get("python_path", [])
+    if isinstance(entries, list):
+        data["python_path"] = list(dict.fromkeys([str(config_dir), *entries]))
+
+
+def load_config(
+    path: Path | str,
+    overrides: list[str] = (),  # type: ignore[assignment]
+    *,
+    resolved: bool = False,
+) -> RunConfig:
     """Read YAML, apply ``KEY=VALUE`` overrides, validate.
 
-    A relative ``dataset.path`` in the file is relative to the file; one given as
-    an override is relative to the current directory (where the user typed it).
+    A relative ``dataset.path`` or ``python_path`` entry in the file is relative to
+    the file; one given as an override is relative to the current directory (where the
+    user typed it). The config's directory goes first on ``python_path``, except in a
+    ``resolved`` config (a run directory's ``config.yaml``, written with its paths
+    already resolved: its own directory is the run's, not the user's).
     """
     path = Path(path)
     try:
@@ -70,13 +93,19 @@ def load_config(path: Path | str, overrides: list[str] = ()) -> RunConfig:  # ty
     if not isinstance(data, dict):
         raise ConfigError([(str(path), "the top level must be a mapping")])
     data.setdefault("name", path.stem)
-    _absolutise(data, path.parent.resolve())
+    config_dir = path.parent.resolve()
+    _absolutise(data, config_dir)
+    _absolutise_python_path(data, config_dir)
     overridden = copy.deepcopy(data)
     for item in overrides:
         parts, value = parse_override(item)
         apply_override(overridden, parts, value)
     if overridden.get("dataset", {}).get("path") != data.get("dataset", {}).get("path"):
         _absolutise(overridden, Path.cwd())
+    if overridden.get("python_path") != data.get("python_path"):
+        _absolutise_python_path(overridden, Path.cwd())
+    if not resolved:
+        _config_dir_first(overridden, config_dir)
     return validate(overridden)
 
 

@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     field_validator,
     model_validator,
 )
@@ -92,6 +93,7 @@ class RoleConfig(Strict):
     function: str | None = None  # python: "module:function"
     class_: str | None = Field(None, alias="class")  # custom: "module:Class"
     options: dict[str, Any] = {}
+    sets: list[str] = []  # state keys this role's step sets (python, custom): see `check`
 
 
 class EdgeConfig(Strict):
@@ -220,6 +222,11 @@ class RunConfig(Strict):
     workers: WorkersConfig = WorkersConfig()
     slurm: SlurmConfig = SlurmConfig()
     run: RunPolicy = RunPolicy()
+    # every task starts with this state; conditions and templates may use its keys at once
+    state: dict[str, JsonValue] = {}
+    # directories python functions and custom agents are imported from, relative to the
+    # config; loading puts the config's own directory first (config/loading.py)
+    python_path: list[str] = []
 
     @model_validator(mode="after")
     def _cross_check(self) -> RunConfig:

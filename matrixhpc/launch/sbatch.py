@@ -69,6 +69,12 @@ def script(params: dict[str, Any], log: str, body: list[str], array: str | None 
     return "\n".join([*header, "set -u", *setup, REQUEUE_TRAP, *body]) + "\n"
 
 
+def _user_code(cfg: RunConfig) -> list[str]:
+    """Where the workers import python steps and custom agents from: the config's
+    python_path, read by each worker from RUN_DIR/config.yaml (not this directory)."""
+    return [f"# user code (python_path in the run's config.yaml): {':'.join(cfg.python_path)}"]
+
+
 def _background(command: list[str]) -> list[str]:
     return [" ".join(command) + " &", "child=$!", 'wait "$child"', "exit $?"]
 
@@ -112,7 +118,8 @@ def workers_script(cfg: RunConfig, run_dir: Path) -> str:
         '"$SLURM_ARRAY_TASK_ID"',
     ]
     log = f"{run_dir}/logs/slurm-%x-%A_%a.out"
-    return script(params, log, _background(command), array=f"0-{cfg.workers.count - 1}")
+    body = [*_user_code(cfg), *_background(command)]
+    return script(params, log, body, array=f"0-{cfg.workers.count - 1}")
 
 
 def allocation_script(cfg: RunConfig, run_dir: Path) -> str:
@@ -140,6 +147,7 @@ def allocation_script(cfg: RunConfig, run_dir: Path) -> str:
         body.append("pids+=($!)")
     relative = 0 if s.shared_nodes else server_nodes
     inner = f"exec {python} -m matrixhpc worker --run-dir {rd} --index $SLURM_PROCID"
+    body += _user_code(cfg)
     body.append(
         f"srun --nodes={worker_nodes} --relative={relative} --ntasks={cfg.workers.count} "
         f"--cpus-per-task={s.workers.cpus} --exact bash -c {shlex.quote(inner)} &"

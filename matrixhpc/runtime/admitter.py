@@ -83,7 +83,11 @@ class Admitter:
         self.check_done()
 
     def start(self, task: Task) -> None:
-        """A newly admitted (or re-issued) task: journal it and start stepping it here."""
+        """A newly admitted (or re-issued) task: journal it and start stepping it here.
+
+        It starts from the config's initial ``state:`` (a copy: tasks never share it),
+        under what admission set (``trial``), before the router or any step sees it."""
+        task.start_from(self.spec.initial_state)
         task.next = self.router.first(task)
         self.holdings.take(task)
         self._unsaved.add(task.id)

@@ -99,7 +99,9 @@ class Driver:
 
     async def _step(self, agent: Agent, task: Task) -> None:
         turn = await run_step(agent, task, self.ctx, self.stats, self.me)
-        advance(self.router, task)
+        turn = advance(self.router, task, turn)  # a new turn if routing failed after none
+        if turn is not None:
+            turn.setdefault("worker", self.me)
         self.journal.append(step_record(task, turn))
         if self.strict:
             await self.journal.commit()

@@ -6,8 +6,9 @@ running worker's settings cannot drift from what was journaled and reported.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -35,3 +36,4 @@ class WorkerSpec:
     max_attempts: int = 3
     ack_timeout: float = 10.0
     encrypt: bool = True
+    initial_state: dict[str, Any] = field(default_factory=dict)  # every task starts with it

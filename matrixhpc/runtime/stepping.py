@@ -11,9 +11,9 @@ import time
 
 from matrixhpc.agents.base import Agent, AgentContext
 from matrixhpc.errors import ResourceUnavailable
-from matrixhpc.routing import Router
+from matrixhpc.routing import Router, RoutingError
 from matrixhpc.runtime.stats import WorkerStats
-from matrixhpc.task import Task, Turn
+from matrixhpc.task import END, Task, Turn
 
 
 async def run_step(
@@ -41,11 +41,30 @@ async def run_step(
     return turn
 
 
-def advance(router: Router, task: Task) -> None:
-    """Pick the next role; a task that has reached the end gets its final status."""
-    task.next = router.after(task)
+def advance(router: Router, task: Task, turn: Turn | None = None) -> Turn | None:
+    """Pick the next role; a task that has reached the end gets its final status.
+
+    ``turn`` is what the step that just ran recorded (None: nothing). A condition that
+    cannot be evaluated on the task (an undefined name) is an error of that step: it is
+    recorded in its turn (a new one if the step recorded none) and the task ends
+    ``failed``. Returns the step's turn as it is now, for the journal."""
+    try:
+        task.next = router.after(task)
+    except RoutingError as exc:
+        turn = _with_error(task, turn, str(exc))
+        task.next = END
     if task.finished:
         conclude(task)
+    return turn
+
+
+def _with_error(task: Task, turn: Turn | None, error: str) -> Turn:
+    if turn is None:
+        turn = {"role": task.next, "content": ""}
+        task.history.append(turn)
+    earlier = turn.get("error")
+    turn["error"] = f"{earlier}; {error}" if earlier else error
+    return turn
 
 
 def conclude(task: Task) -> None:

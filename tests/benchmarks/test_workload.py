@@ -89,6 +89,7 @@ def test_speaker_asks_for_the_rows_length_and_prompts_grow(tmp_path: Path) -> No
     assert isinstance(agents["student"], DialogueTurn)
     row = {"question": "Why?", "turns": 3, "tokens": [11, 22, 33]}
     task = Task(id="r0-t0", seed=1, row=row, origin="w0")
+    task.start_from(cfg.state)  # as admission does: stop_when reads state.turns at once
     client = _Recorder()
     ctx = AgentContext(llm=client, worker="w0")
     task.next = router.first(task)
@@ -106,6 +107,17 @@ def test_speaker_asks_for_the_rows_length_and_prompts_grow(tmp_path: Path) -> No
     sizes = [sum(len(m["content"]) for m in c["messages"]) for c in client.calls]
     assert sizes[2] > sizes[0]
     assert sizes[-1] == max(sizes)
+
+
+def test_the_generated_config_passes_matrixhpc_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from matrixhpc.check import check_config
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the check puts python_path first
+    dataset = write_dataset(WorkloadSpec(tasks=5), tmp_path / "d.jsonl")
+    cfg = write_config(tmp_path / "c.yaml", dataset, EngineSetup(), Placement(8, 2), 16)
+    assert check_config(cfg).problems == []
 
 
 def test_judge_counts_only_speaking_turns() -> None:

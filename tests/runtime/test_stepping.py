@@ -55,3 +55,47 @@ async def test_an_outage_is_raised_with_the_task_untouched() -> None:
     with pytest.raises(ResourceUnavailable, match="no live replica"):
         await run_step(Unavailable("a"), task, ctx, stats, "w0")
     assert (task.hop, task.history, task.status, stats.step_errors) == (4, [], "running", 0)
+
+
+class Quiet(Agent):
+    """A step that records no turn (a python step returning None)."""
+
+    async def __call__(self, task: Task, ctx: AgentContext) -> Turn | None:
+        return None
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("agent", [Echo("a"), Quiet("a")])
+async def test_an_undefined_name_in_a_condition_fails_the_task_in_that_steps_turn(
+    agent: Agent,
+) -> None:
+    """Not a silent false (the task used to end ``ok`` at once): the step's own turn, or a
+    new one when it recorded none, carries the error naming the condition and the name."""
+    task = Task(id="r0-t0", seed=1, row={}, origin="w0", next="a")
+    task.history.append({"role": "z", "content": "earlier"})
+    ctx = AgentContext(llm=None, worker="w0")  # type: ignore[arg-type]
+    turn = await run_step(agent, task, ctx, WorkerStats(), "w0")
+    router = SequentialRouter(["a", "b"], repeat=True, stop_when="state.done or state.vaild")
+    task.state["done"] = False
+    turn = advance(router, task, turn)
+    error = "routing.stop_when 'state.done or state.vaild': 'state.vaild' is undefined"
+    assert turn is not None
+    assert turn is task.history[-1]
+    assert (turn["role"], turn["error"]) == ("a", error)
+    assert task.history[0] == {"role": "z", "content": "earlier"}  # not the earlier turn
+    assert len(task.history) == 2
+    assert (task.next, task.status, task.error) == (END, "failed", error)
+
+
+@pytest.mark.asyncio
+async def test_a_routing_error_after_a_failed_step_keeps_both_errors() -> None:
+    task = Task(id="r0-t0", seed=1, row={"boom": True}, origin="w0", next="a")
+    ctx = AgentContext(llm=None, worker="w0")  # type: ignore[arg-type]
+    turn = await run_step(Echo("a"), task, ctx, WorkerStats(), "w0")
+    router = SequentialRouter(["a"], repeat=True, stop_on_error=False, stop_when="state.x")
+    turn = advance(router, task, turn)
+    assert turn is not None
+    assert turn["error"] == (
+        "RuntimeError: agent broke; routing.stop_when 'state.x': 'state.x' is undefined"
+    )
+    assert task.status == "failed"

@@ -96,6 +96,7 @@ class Cluster:
         self.net = MemoryNetwork(self.time)
         self.members: dict[str, Member] = {}
         self.options: dict[str, Any] = {}
+        self.routing: dict[str, Any] = {}  # SequentialRouter options (repeat, stop_when)
 
     def rows(self, n: int, **options: Any) -> None:
         """The dataset (row ``i`` is admitted by worker ``i % count``) and spec options."""
@@ -133,7 +134,7 @@ class Cluster:
             clock=clock,
         )
         agents = {role: Say(role, gate, only) for role in roles}
-        worker = Worker(spec, agents, SequentialRouter(self.route), deps)
+        worker = Worker(spec, agents, SequentialRouter(self.route, **self.routing), deps)
         member = Member(worker, clock, agents, asyncio.create_task(worker.run()))
         self.members[spec.name] = member
         return member
@@ -433,3 +434,41 @@ async def test_a_worker_that_cannot_mark_itself_exited_stops_resumably(
     assert "cannot mark this worker exited" in (failing.worker.fault or "")
     assert cluster.members["w1"].job.result() is True
     assert_exactly_once(cluster.records(), 4)
+
+
+@pytest.mark.asyncio
+async def test_every_task_starts_from_the_initial_state_under_its_trial(
+    make_cluster: Callable[[list[str], int], Cluster],
+) -> None:
+    cluster = make_cluster(["a", "b"], 2)
+    cluster.rows(3, trials=2, initial_state={"done": False, "notes": []})
+    cluster.routing = {"repeat": True, "stop_when": "state.done or history | length >= 3"}
+    cluster.start(0, ["a"])
+    cluster.start(1, ["b"])
+    await cluster.finish()
+    records = cluster.records()
+    assert_exactly_once(records, 6)
+    assert sorted(r["state"]["trial"] for r in records) == [0, 0, 0, 1, 1, 1]
+    assert all(
+        r["state"] == {"done": False, "notes": [], "trial": r["state"]["trial"]} for r in records
+    )
+    assert all(len(r["history"]) == 3 for r in records)
+
+
+@pytest.mark.asyncio
+async def test_a_condition_over_a_key_no_step_set_fails_every_task_naming_it(
+    make_cluster: Callable[[list[str], int], Cluster],
+) -> None:
+    """It used to count as false: the dialogue went on to max_steps and was written ok."""
+    cluster = make_cluster(["a", "b"], 2)
+    cluster.rows(4)
+    cluster.routing = {"repeat": True, "stop_when": "state.done"}
+    cluster.start(0, ["a"])
+    cluster.start(1, ["b"])
+    await cluster.finish()
+    records = cluster.records()
+    assert len(records) == 4
+    error = "routing.stop_when 'state.done': 'state.done' is undefined"
+    assert all(r["status"] == "failed" and r["error"] == error for r in records)
+    assert all([t["role"] for t in r["history"]] == ["a"] for r in records)
+    assert all(r["history"][0]["error"] == error for r in records)
