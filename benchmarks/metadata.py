@@ -42,13 +42,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import types
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import matrixhpc.files as files_module
 from matrixhpc.build import full_reread, load_interval, scan_interval, worker_ttl
 from matrixhpc.data.writers import ShardWriter
 from matrixhpc.launch.completion import run_finished
@@ -80,6 +82,7 @@ def _load_baseline_registry() -> types.ModuleType:
     return module
 
 
+LOAD_CHURN = 0.2  # chance per round that a worker's load (active tasks) has changed
 BUDGET_STEADY = 2000.0  # ops/s for the whole run at 1,000 workers (DESIGN.md)
 BUDGET_BURST = 10000.0
 METADATA = ("open", "stat", "getdents", "rename", "utime", "unlink", "mkdir", "link")
@@ -95,16 +98,40 @@ class Counts:
         self.on = False
         self.by_kind: dict[str, float] = defaultdict(float)
         self.by_second: dict[int, float] = defaultdict(float)
+        self.by_place: dict[tuple[str, str], float] = defaultdict(float)  # (place, kind)
+        self.root: Path | None = None  # the run directory, for :func:`place`
 
-    def hit(self, kind: str, n: float = 1.0) -> None:
+    def hit(self, kind: str, n: float = 1.0, where: Any = None) -> None:
         if self.on:
             self.by_kind[kind] += n * self.weight
             if kind in METADATA:
                 self.by_second[int(self.now)] += n * self.weight
+                self.by_place[(place(self.root, where), kind)] += n * self.weight
 
     def reset(self) -> None:
         self.by_kind.clear()
         self.by_second.clear()
+        self.by_place.clear()
+
+
+def place(root: Path | None, where: Any) -> str:
+    """Which part of the run directory a call touched: ``registry``, ``status``, ``index``
+    (the shard indexes), ``run.json`` or ``other`` (for benchmarks.metadata_strace, which compares
+    these with a real run's). A file descriptor is resolved through /proc."""
+    if isinstance(where, int):
+        try:
+            where = os.readlink(f"/proc/self/fd/{where}")
+        except OSError:
+            return "other"
+    if root is None or not isinstance(where, (str, os.PathLike)):
+        return "other"
+    try:
+        parts = Path(os.fspath(where)).relative_to(root).parts
+    except ValueError:
+        return "other"
+    if parts[:1] in (("registry",), ("status",), ("run.json",)):
+        return parts[0]
+    return "index" if parts[:2] == ("output", ".index") else "other"
 
 
 COUNTS = Counts()
@@ -120,7 +147,7 @@ def counting() -> Iterator[None]:
         saved[(owner, attr)] = real
 
         def counted(*args: Any, **kwargs: Any) -> Any:
-            COUNTS.hit(kind)
+            COUNTS.hit(kind, where=args[0] if args else None)
             if extra is not None:
                 extra(*args)
             return real(*args, **kwargs)
@@ -128,9 +155,10 @@ def counting() -> Iterator[None]:
         setattr(owner, attr, counted)
 
     def scandir(*args: Any, **kwargs: Any) -> Any:
-        COUNTS.hit("getdents")
+        where = args[0] if args else None
+        COUNTS.hit("getdents", where=where)
         entries = list(real_scandir(*args, **kwargs))
-        COUNTS.hit("getdents", len(entries) // 1000)
+        COUNTS.hit("getdents", len(entries) // 1000, where=where)
         return _Listing(entries)
 
     real_scandir = os.scandir
@@ -184,6 +212,7 @@ class SimWorker:
             load_interval=load_interval(n),
         )
         self.done = 0
+        self.active = 0  # tasks stepping: what the entry advertises
         self.finished = False
         self.exited = False
         self.generation = 0
@@ -217,7 +246,9 @@ class SimWorker:
             self.peers.refresh(fresh=True)
 
     def entry(self) -> dict[str, Any]:
-        active = random.randint(0, 64)
+        if random.random() < LOAD_CHURN:
+            self.active = random.randint(0, 64)
+        active = self.active
         load = (active, 0) if self.sim.baseline else self.load.advertise((active, 0), self.sim.t)
         entry = {
             "address": f"tcp://10.0.0.{self.index % 250}:{5000 + self.generation}",
@@ -295,6 +326,21 @@ class Sim:
 
     def clock(self) -> float:
         return 1_700_000_000.0 + self.t
+
+    @contextmanager
+    def wall_clock(self) -> Iterator[None]:
+        """``matrixhpc.files`` times its listings by the wall clock, to tell whether a
+        directory changed in the same timestamp tick (``DirWatch``); the simulation runs
+        many times faster than real time, so that tick would cover most of it and every
+        look would list again. Its listings are timed on the simulated clock instead,
+        from the real time the simulation started (directory mtimes stay real)."""
+        start = time.time()
+        saved = files_module.time
+        files_module.time = types.SimpleNamespace(time=lambda: start + self.t)  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            files_module.time = saved
 
     def _replica(self, r: int) -> Any:
         reg = self.registry_class(self.root / "registry", clock=self.clock)
@@ -411,9 +457,12 @@ def rates(seconds: float, n: int) -> dict[str, Any]:
 def measure(n: int, readers: int, baseline: bool, steady: float, requeue: float) -> dict[str, Any]:
     random.seed(n)
     root = Path(tempfile.mkdtemp(prefix="mhpc-meta-"))
+    COUNTS.root = root
+    stack = ExitStack()
     try:
-        with counting():
+        with counting(), stack:
             sim = Sim(n, readers, baseline, root, replicas=max(2, n // 125))
+            stack.enter_context(sim.wall_clock())
             sim.start_loops()
             warm = 3 * max(scan_interval(n), max(1.0, n / 64), 10.0)
             sim.run_until(warm)
