@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +76,10 @@ class _Recorder:
         params: dict[str, Any],
         *,
         sticky_key: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> ChatResult:
-        self.calls.append({"messages": messages, "params": params, "sticky": sticky_key})
+        call = {"messages": messages, "params": params, "sticky": sticky_key, "meta": metadata}
+        self.calls.append(call)
         usage = {"prompt_tokens": 10, "completion_tokens": params["max_tokens"]}
         return ChatResult(f"reply {len(self.calls)}", usage, "length", "r0", 0.0)
 

@@ -1,0 +1,44 @@
+"""Request metadata: who is asking (the workflow role, the task), carried beside the request.
+
+Why not in the JSON body: vLLM, llama.cpp and external endpoints must receive exactly the
+body they receive without it. The metadata travels as ``X-Matrixhpc-<Key>`` HTTP headers,
+and only to replicas that declared they read them (``request_metadata`` in their registry
+entry: the simulated engine, whose script answers per role). Agents never see a header:
+they pass a plain mapping through :class:`~matrixhpc.llm.types.ChatClient`.
+
+Values are percent-encoded, so a role name with spaces, non-ASCII letters or a newline can
+neither break the request nor inject a header.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import quote, unquote
+
+ROLE = "role"  # the workflow role that makes the call
+TASK = "task"  # the id of the task it is working on
+
+HEADER_PREFIX = "X-Matrixhpc-"
+
+_names: dict[str, str] = {}  # key -> header name, built once per key
+
+
+def header_name(key: str) -> str:
+    """``role`` -> ``X-Matrixhpc-Role``; a key must be letters, digits and ``-``."""
+    name = _names.get(key)
+    if name is None:
+        if not key or not key.replace("-", "").isalnum() or not key.isascii():
+            raise ValueError(f"request metadata key {key!r}: only ASCII letters, digits and '-'")
+        name = _names[key] = HEADER_PREFIX + key.title()
+    return name
+
+
+def to_headers(metadata: Mapping[str, str]) -> dict[str, str]:
+    """The headers that carry ``metadata`` (percent-encoded values)."""
+    return {header_name(key): quote(value, safe="") for key, value in metadata.items()}
+
+
+def from_headers(headers: Mapping[str, str], key: str) -> str | None:
+    """One metadata value from a request's headers (case-insensitive mapping), or None."""
+    raw = headers.get(header_name(key))
+    return None if raw is None else unquote(raw)
