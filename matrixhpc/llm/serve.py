@@ -179,6 +179,8 @@ async def serve_external(
         return 1
     model = model or (listed[0] if listed else "default")
     entry = {**spec.entry(0, "external"), "url": base, "model": model}
-    print(f"external endpoint {spec.service}/{spec.replica} registered: {base}", flush=True)
+    print(
+        f"external endpoint {spec.service}/{spec.replica} registered: {base} ({model})", flush=True
+    )
     await registered(spec, entry, finished or _forever)
     return 0
