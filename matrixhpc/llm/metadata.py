@@ -17,6 +17,7 @@ from urllib.parse import quote, unquote
 
 ROLE = "role"  # the workflow role that makes the call
 TASK = "task"  # the id of the task it is working on
+TURN = "turn"  # how many turns that task had before this call (a decimal integer)
 
 HEADER_PREFIX = "X-Matrixhpc-"
 

@@ -212,18 +212,18 @@ async def test_call_is_deterministic_for_a_task_and_varies_with_its_seed() -> No
 
 @pytest.mark.asyncio
 async def test_the_engine_learns_the_role_and_task_and_answers_from_its_script() -> None:
-    script = Script.from_spec({"checker": {"template": "{{ role }} checked {{ task_id }}"}})
+    script = Script.from_spec({"checker": {"template": "{{ role }}: {{ task_id }} @{{ turn }}"}})
     checker = _agent("checker", prompt="Check {{ row.topic }}.", params={"max_tokens": 64})
     writer = _agent("writer", prompt="Write about {{ row.topic }}.", params={"max_tokens": 64})
-    task = _task(topic="owls")
+    task = _task([{"role": "writer", "content": "a draft"}], topic="owls")
     async with _engine(script=script) as client:
         ctx = AgentContext(llm=client, worker="w0")
         checked, written = await checker(task, ctx), await writer(task, ctx)
     assert checked is not None
     assert written is not None
-    assert checked["content"] == "checker checked task-1"
-    assert checked["usage"]["completion_tokens"] == 6  # 22 characters at 4 a token, rounded up
-    assert "checked" not in written["content"]  # no script for the writer: filler
+    assert checked["content"] == "checker: task-1 @1"
+    assert checked["usage"]["completion_tokens"] == 5  # 18 characters at 4 a token, rounded up
+    assert "task-1" not in written["content"]  # no script for the writer: filler
 
 
 @pytest.mark.asyncio

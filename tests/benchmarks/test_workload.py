@@ -106,6 +106,11 @@ def test_speaker_asks_for_the_rows_length_and_prompts_grow(tmp_path: Path) -> No
     assert [c["params"]["max_tokens"] for c in client.calls] == [11, 22, 33]
     assert all(c["params"]["ignore_eos"] for c in client.calls)
     assert all(c["sticky"] == "r0-t0" for c in client.calls)
+    assert [(c["meta"]["role"], c["meta"]["task"]) for c in client.calls] == [
+        ("student", "r0-t0"),
+        ("teacher", "r0-t0"),
+        ("student", "r0-t0"),
+    ]  # the benchmark's speakers tell the engine who asks, as LLMAgent does
     sizes = [sum(len(m["content"]) for m in c["messages"]) for c in client.calls]
     assert sizes[2] > sizes[0]
     assert sizes[-1] == max(sizes)

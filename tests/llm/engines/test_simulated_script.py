@@ -11,6 +11,7 @@ import pytest
 
 from matrixhpc.llm.engines.simulated import (
     CHARS_PER_TOKEN,
+    Asker,
     Script,
     ScriptError,
     ScriptFailed,
@@ -42,8 +43,9 @@ def _answer(
     role: str | None = "checker",
     task: str | None = "r0-t0",
     req: ChatRequest = USER,
+    turn: int | None = None,
 ) -> str:
-    answer = Script.from_spec(spec).answer(role, task, req, seed=0)
+    answer = Script.from_spec(spec).answer(Asker(role, task, turn), req, seed=0)
     assert answer is not None
     return answer.text
 
@@ -69,15 +71,15 @@ def test_a_template_reading_a_name_it_cannot_see_is_a_script_error() -> None:
 
 def test_roles_the_script_does_not_name_and_requests_without_a_role_get_none() -> None:
     script = Script.from_spec({"checker": {"reply": "VALID"}})
-    assert script.answer("writer", "r0-t0", USER, seed=0) is None
-    assert script.answer(None, "r0-t0", USER, seed=0) is None
+    assert script.answer(Asker("writer", "r0-t0"), USER, seed=0) is None
+    assert script.answer(Asker(None, "r0-t0"), USER, seed=0) is None
     assert not Script.from_spec(None)
     assert script
 
 
 def test_a_canned_reply_is_returned_as_is_with_its_token_count() -> None:
     answer = Script.from_spec({"checker": {"reply": "VALID: all good"}}).answer(
-        "checker", None, USER, seed=0
+        Asker("checker"), USER, seed=0
     )
     assert answer is not None
     assert (answer.text, answer.completion_tokens, answer.finish_reason) == (
@@ -87,17 +89,22 @@ def test_a_canned_reply_is_returned_as_is_with_its_token_count() -> None:
     )
 
 
-def test_a_template_sees_the_request_role_task_and_seed() -> None:
+def test_a_template_sees_the_request_role_task_turn_and_seed() -> None:
     req = _req(("system", QUESTION), ("user", "first"), ("assistant", "mine"), ("user", "last"))
     template = (
-        "{{ role }}|{{ task_id }}|{{ seed }}|{{ system[:15] }}|{{ last_user }}|"
+        "{{ role }}|{{ task_id }}|{{ turn }}|{{ seed }}|{{ system[:15] }}|{{ last_user }}|"
         "{{ messages | length }}:{{ messages[2].role }}|{{ letters | join }}"
     )
-    text = _answer({"judge": {"template": template}}, "judge", "r3-t1", req)
-    assert text == "judge|r3-t1|5|Which is prime?|last|4:assistant|ABCD"
+    text = _answer({"judge": {"template": template}}, "judge", "r3-t1", req, turn=4)
+    assert text == "judge|r3-t1|4|5|Which is prime?|last|4:assistant|ABCD"
     empty = _req(("assistant", "only"), seed=None)
-    spec = {"j": {"template": "[{{ system }}][{{ last_user }}][{{ seed }}]"}}
-    assert _answer(spec, "j", None, empty) == "[][][None]"
+    spec = {"j": {"template": "[{{ system }}][{{ last_user }}][{{ seed }}][{{ turn }}]"}}
+    assert _answer(spec, "j", None, empty) == "[][][None][None]"
+
+
+def test_a_template_can_fail_the_first_round_and_pass_the_next_by_turn() -> None:
+    spec = {"checker": {"template": "{{ 'INVALID: again' if turn < 3 else 'VALID' }}"}}
+    assert [_answer(spec, turn=t) for t in (1, 4)] == ["INVALID: again", "VALID"]
 
 
 def test_filler_and_random_in_templates_are_seeded_by_the_request() -> None:
@@ -121,7 +128,7 @@ def test_a_weighted_choice_follows_its_weights_and_is_reproducible_per_task() ->
     }
 
     def picks(script: Script, req: ChatRequest = USER) -> list[str | None]:
-        answers = [script.answer("checker", f"r{i}-t0", req, seed=0) for i in range(2000)]
+        answers = [script.answer(Asker("checker", f"r{i}-t0"), req, seed=0) for i in range(2000)]
         return [a.text if a else None for a in answers]
 
     first = picks(Script.from_spec(spec))
@@ -132,12 +139,16 @@ def test_a_weighted_choice_follows_its_weights_and_is_reproducible_per_task() ->
     # the draw also depends on the messages: the same task asked again later may differ
     later = _req(("system", "You check."), ("user", "Draft two"))
     assert picks(Script.from_spec(spec), later) != first
+    # and on the turn: a loop that asks the very same thing again draws again
+    script = Script.from_spec(spec)
+    rounds = [script.answer(Asker("checker", "r0-t0", t), USER, seed=0) for t in range(1, 40, 3)]
+    assert {a.text for a in rounds if a} == {"VALID", "INVALID: r0-t0"}
 
 
 def test_a_template_that_fails_on_a_request_raises_script_failed_naming_the_role() -> None:
     script = Script.from_spec({"checker": {"template": "{{ messages[5].content }}"}})
     with pytest.raises(ScriptFailed, match=r"script of role 'checker': .*UndefinedError"):
-        script.answer("checker", "r0-t0", USER, seed=0)
+        script.answer(Asker("checker", "r0-t0"), USER, seed=0)
 
 
 # -- fitting to max_tokens ----------------------------------------------------------------

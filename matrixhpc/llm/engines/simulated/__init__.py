@@ -83,6 +83,7 @@ from .requests import (
 from .script import (
     TEMPLATE_NAMES,
     Answer,
+    Asker,
     Script,
     ScriptError,
     ScriptFailed,
@@ -99,6 +100,7 @@ __all__ = [
     "TEMPLATE_NAMES",
     "WORDS_PER_TOKEN",
     "Answer",
+    "Asker",
     "BadRequest",
     "BatchModel",
     "ChatRequest",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from ...metadata import ROLE, TASK, from_headers
+from ...metadata import ROLE, TASK, TURN, from_headers
 from ..listen import listen_sockets
 from .engine import EngineClosed, SimEngine
 from .profiles import SimProfile
@@ -26,7 +26,7 @@ from .requests import (
     request_rng,
     sample_output_tokens,
 )
-from .script import Answer, Script, ScriptFailed
+from .script import Answer, Asker, Script, ScriptFailed
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,13 +125,22 @@ def _answer(
 ) -> Answer:
     """The role's scripted reply when the script names the asking role, else filler."""
     if settings.script:
-        role, task = from_headers(request.headers, ROLE), from_headers(request.headers, TASK)
-        scripted = settings.script.answer(role, task, req, settings.seed)
+        scripted = settings.script.answer(_asker(request), req, settings.seed)
         if scripted is not None:
             return scripted
     rng = request_rng(settings.seed, req)
     n, finish_reason = sample_output_tokens(profile, req, rng)
     return Answer(generate_text(n, find_choice_letters(req), rng), n, finish_reason)
+
+
+def _asker(request: web.Request) -> Asker:
+    """Who asks, from the request's metadata headers (a malformed turn counts as none)."""
+    turn = from_headers(request.headers, TURN)
+    return Asker(
+        role=from_headers(request.headers, ROLE),
+        task_id=from_headers(request.headers, TASK),
+        turn=int(turn) if turn is not None and turn.isascii() and turn.isdecimal() else None,
+    )
 
 
 def _label(value: str) -> str:

@@ -4,16 +4,17 @@ Why: with filler text a dry run can never take a branch that depends on what the
 (a checker's VALID, a judge's grade), so a workflow's logic could only be rehearsed on real
 GPUs. A script gives a role a canned ``reply``, a Jinja ``template`` over the request, or a
 weighted ``choice`` among such replies. The choice is drawn from a generator fixed by the
-server seed, the role, the task id, the request's ``seed`` and its messages, so one task's
-dry run is the same every time, and different tasks (and trials) spread over the choices.
+server seed, the role, the task id and turn, the request's ``seed`` and its messages, so one
+task's dry run is the same every time, while different tasks (and trials, and rounds of a
+loop) spread over the choices.
 
 The timing model is unchanged: the reply's length in tokens (characters / 4, at least 1,
 the rule the prompt estimate uses) is what the engine decodes; ``max_tokens`` truncates
 it (``finish_reason: length``); usage reports what was decoded. ``ignore_eos`` and
 ``min_tokens`` do not pad a scripted reply: the script says what the model says.
 
-Which role asks comes as request metadata (:mod:`matrixhpc.llm.metadata`), never in the
-body; a request without a role, or from a role the script does not name, gets filler.
+Who asks (:class:`Asker`) comes as request metadata (:mod:`matrixhpc.llm.metadata`), never
+in the body; a request without a role, or from a role the script does not name, gets filler.
 
 The shape, as ``services.<name>.simulated.script`` in a config (validated there, with
 :func:`compile_reply_template` for the templates)::
@@ -45,6 +46,7 @@ from .requests import (
 TEMPLATE_NAMES = {
     "role": "the workflow role that asks",
     "task_id": "the id of its task (None when the caller sent none)",
+    "turn": "turns the task had before this call: 0 at its first step (None when not sent)",
     "seed": "the request's seed (None when unset)",
     "messages": "the chat messages, each {role, content}",
     "last_user": "the text of the last user message ('' when none)",
@@ -94,6 +96,15 @@ def compile_reply_template(source: str) -> jinja2.Template:
             f"{', '.join(TEMPLATE_NAMES)})"
         )
     return template
+
+
+@dataclass(frozen=True, slots=True)
+class Asker:
+    """Who sent a request (its metadata): the role, its task, the task's turns so far."""
+
+    role: str | None = None
+    task_id: str | None = None
+    turn: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,19 +183,18 @@ class Script:
     def __bool__(self) -> bool:
         return bool(self.roles)
 
-    def answer(
-        self, role: str | None, task_id: str | None, req: ChatRequest, seed: int
-    ) -> Answer | None:
-        """The scripted reply of ``role`` to ``req``, or None (not scripted: filler).
+    def answer(self, asker: Asker, req: ChatRequest, seed: int) -> Answer | None:
+        """The scripted reply of ``asker.role`` to ``req``, or None (not scripted: filler).
 
         Raises :class:`ScriptFailed` when its template fails on this request."""
+        role = asker.role
         script = self.roles.get(role) if role is not None else None
         if script is None:
             return None
-        rng = request_rng(seed, req, role, task_id)
+        rng = request_rng(seed, req, role, asker.task_id, asker.turn)
         reply = script.pick(rng)
         try:
-            text = reply.render(lambda: _context(role, task_id, req, rng))
+            text = reply.render(lambda: _context(asker, req, rng))
         # a user's template: any failure of it is this request's error, not the server's
         except Exception as exc:  # noqa: BLE001
             raise ScriptFailed(
@@ -193,13 +203,12 @@ class Script:
         return fit_reply(text, req.max_tokens)
 
 
-def _context(
-    role: str | None, task_id: str | None, req: ChatRequest, rng: random.Random
-) -> dict[str, Any]:
+def _context(asker: Asker, req: ChatRequest, rng: random.Random) -> dict[str, Any]:
     pairs = list(zip(req.roles, req.texts, strict=True))
     return {
-        "role": role,
-        "task_id": task_id,
+        "role": asker.role,
+        "task_id": asker.task_id,
+        "turn": asker.turn,
         "seed": req.seed,
         "messages": [{"role": r, "content": t} for r, t in pairs],
         "last_user": next((t for r, t in reversed(pairs) if r == "user"), ""),
