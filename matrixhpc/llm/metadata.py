@@ -12,6 +12,7 @@ neither break the request nor inject a header.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from urllib.parse import quote, unquote
 
@@ -22,6 +23,9 @@ TURN = "turn"  # how many turns that task had before this call (a decimal intege
 HEADER_PREFIX = "X-Matrixhpc-"
 
 _names: dict[str, str] = {}  # key -> header name, built once per key
+# what quote() leaves alone anyway: role names, task ids and turns nearly always are, and
+# matching is half the cost of quoting (this runs on every LLM call)
+_plain = re.compile(r"[A-Za-z0-9._~-]*").fullmatch
 
 
 def header_name(key: str) -> str:
@@ -36,7 +40,10 @@ def header_name(key: str) -> str:
 
 def to_headers(metadata: Mapping[str, str]) -> dict[str, str]:
     """The headers that carry ``metadata`` (percent-encoded values)."""
-    return {header_name(key): quote(value, safe="") for key, value in metadata.items()}
+    return {
+        header_name(key): value if _plain(value) else quote(value, safe="")
+        for key, value in metadata.items()
+    }
 
 
 def from_headers(headers: Mapping[str, str], key: str) -> str | None:
