@@ -48,7 +48,9 @@ class SimulatedConfig(Strict):
         description="multiplies every simulated duration; 0 answers at once (0..1e6)",
     )
     script: dict[str, RoleScriptConfig] = Field(
-        {}, description="per role: a reply, a template or a weighted choice (config/script.py)"
+        {},
+        description="what each role says on the simulated engine: exactly one of reply, "
+        "template or choice per role; a role not named gets filler text",
     )
 
     @field_validator("profile")

@@ -18,7 +18,11 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from matrixhpc.llm.engines.simulated.script import ScriptError, compile_reply_template
+from matrixhpc.llm.engines.simulated.script import (
+    TEMPLATE_NAMES,
+    ScriptError,
+    compile_reply_template,
+)
 
 
 class ReplyConfig(BaseModel):
@@ -30,7 +34,8 @@ class ReplyConfig(BaseModel):
 
     reply: str | None = Field(None, description="the reply, as is")
     template: str | None = Field(
-        None, description="a Jinja template over the request (README: Simulated engine)"
+        None,
+        description=f"Jinja over the request: {', '.join(TEMPLATE_NAMES)}",
     )
 
     @field_validator("template")
