@@ -14,6 +14,7 @@ All designs load these through the same generated config (``roles.<r>.kind: cust
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,9 +45,12 @@ class _FixedLength:
         params: dict[str, Any],
         *,
         sticky_key: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> ChatResult:
         pinned = {**params, "max_tokens": self.tokens, "ignore_eos": True}
-        return await self.client.chat(service, messages, pinned, sticky_key=sticky_key)
+        return await self.client.chat(
+            service, messages, pinned, sticky_key=sticky_key, metadata=metadata
+        )
 
 
 class DialogueTurn(LLMAgent):

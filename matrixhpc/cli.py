@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from matrixhpc.config import ConfigError, RunConfig, load_config
+from matrixhpc.config.engine_swap import ENGINES, engine_overrides
 from matrixhpc.data.readers import DatasetError, check_dataset
 from matrixhpc.rundir import RunDir, default_run_dir
 
@@ -23,6 +24,30 @@ if TYPE_CHECKING:
 
 EXIT_RESUMABLE = 75
 
+EngineSwap = tuple[str | None, str | None]  # --url, --model of --engine
+
+
+def _engine_options(fn: click.decorators.FC) -> click.decorators.FC:
+    """``--engine`` and the endpoint flags of ``external``, the same on run and sbatch."""
+    for option in reversed(
+        [
+            click.option(
+                "--engine",
+                type=click.Choice(ENGINES),
+                help="Swap every LLM service for this engine (simulated = dry run; "
+                "external = the endpoint at --url).",
+            ),
+            click.option("--url", default=None, help="--engine external: base URL (.../v1)."),
+            click.option(
+                "--model",
+                default=None,
+                help="The model to request (with external, default: the endpoint's first).",
+            ),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
 
 def _fail(message: str, code: int = 2) -> NoReturn:
     click.echo(f"matrixhpc: {message}", err=True)
@@ -30,12 +55,16 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 
 def _load(
-    config: Path, overrides: list[str], engine: str | None, *, resolved: bool = False
+    config: Path,
+    overrides: list[str],
+    engine: str | None,
+    swap: EngineSwap = (None, None),
+    *,
+    resolved: bool = False,
 ) -> RunConfig:
     try:
-        if engine is not None:
-            services = load_config(config).services
-            overrides = [f"services.{s}.engine={engine}" for s in services] + list(overrides)
+        if engine is not None or swap != (None, None):
+            overrides = _engine_swap(config, engine, swap) + list(overrides)
         cfg = load_config(config, overrides, resolved=resolved)
         check_dataset(cfg.dataset.path, cfg.dataset.limit)
     except (ConfigError, DatasetError) as exc:
@@ -52,6 +81,15 @@ def _checked(cfg: RunConfig) -> str:
     if report.problems:
         _fail(str(ConfigError(report.problems)))
     return report.summary
+
+
+def _engine_swap(config: Path, engine: str | None, swap: EngineSwap) -> list[str]:
+    """``--engine``'s overrides; a missing or stray ``--url``/``--model`` is an error."""
+    services = load_config(config).services if engine is not None else {}
+    try:
+        return engine_overrides(services, engine, *swap)
+    except ValueError as exc:
+        _fail(str(exc))
 
 
 def _launcher_of(run: Mapping[str, object]) -> Launcher:
@@ -84,11 +122,7 @@ def main() -> None:
 @click.argument("overrides", nargs=-1)
 @click.option("--local", "launcher", flag_value="local", help="Run on this machine.")
 @click.option("--slurm", "launcher", flag_value="slurm", help="Run through Slurm.")
-@click.option(
-    "--engine",
-    type=click.Choice(["simulated", "llamacpp", "vllm"]),
-    help="Swap every LLM service for this engine (simulated = dry run).",
-)
+@_engine_options
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Default runs/<name>-<time>.")
 @click.option("--detach", is_flag=True, help="Slurm: submit and return (follow with status).")
 def run(
@@ -96,6 +130,8 @@ def run(
     overrides: tuple[str, ...],
     launcher: str | None,
     engine: str | None,
+    url: str | None,
+    model: str | None,
     run_dir: Path | None,
     detach: bool,
 ) -> None:
@@ -105,7 +141,7 @@ def run(
     """
     from matrixhpc.launch.backends import default_kind, launcher_for
 
-    cfg = _load(config, list(overrides), engine)
+    cfg = _load(config, list(overrides), engine, (url, model))
     _checked(cfg)
     run_dir = (run_dir or default_run_dir(cfg)).absolute()
     if (run_dir / "run.json").exists():
@@ -132,19 +168,21 @@ def check(config: Path, overrides: tuple[str, ...]) -> None:
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("overrides", nargs=-1)
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Default OUT_DIR/run.")
-@click.option("--engine", type=click.Choice(["simulated", "llamacpp", "vllm"]))
+@_engine_options
 def sbatch_export(
     config: Path,
     out_dir: Path,
     overrides: tuple[str, ...],
     run_dir: Path | None,
     engine: str | None,
+    url: str | None,
+    model: str | None,
 ) -> None:
     """Write plain sbatch scripts for CONFIG into OUT_DIR (submit with OUT_DIR/submit.sh)."""
     from matrixhpc.launch.runinfo import record_run
     from matrixhpc.launch.sbatch import export
 
-    cfg = _load(config, list(overrides), engine)
+    cfg = _load(config, list(overrides), engine, (url, model))
     _checked(cfg)
     run_dir = (run_dir or out_dir / "run").absolute()
     if (run_dir / "run.json").exists():

@@ -78,6 +78,12 @@ def serve() -> None:
     help=f"Latency profile (default {DEFAULT_PROFILE}).",
 )
 @click.option("--time-scale", type=float, default=None, help="0.01 runs 100x faster.")
+@click.option(
+    "--script",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="YAML file: replies per role, as services.<name>.simulated.script.",
+)
 def simulated(
     run_dir: Path | None,
     service: str,
@@ -87,14 +93,31 @@ def simulated(
     model: str | None,
     profile: str | None,
     time_scale: float | None,
+    script: Path | None,
 ) -> None:
-    """The simulated continuous-batching engine (dry runs, benchmarks)."""
+    """The simulated continuous-batching engine (dry runs, benchmarks).
+
+    In a run, the service's ``simulated`` section gives the profile, time scale and
+    script; the flags override it."""
     spec, svc = _spec(run_dir, service, replica, host, port, model)
     sim = svc.get("simulated") or {}
     assert isinstance(sim, dict)
     profile = profile or sim.get("profile", DEFAULT_PROFILE)
     scale = time_scale if time_scale is not None else float(sim.get("time_scale", 1.0))
-    asyncio.run(run_until_signal(serve_simulated(spec, str(profile), scale, _finished(run_dir))))
+    replies = _script_file(script) if script is not None else sim.get("script")
+    served = serve_simulated(spec, str(profile), scale, _finished(run_dir), replies)
+    asyncio.run(run_until_signal(served))
+
+
+def _script_file(path: Path) -> dict[str, Any]:
+    """``--script FILE``, checked like a config's script: a mistake is a usage error."""
+    from matrixhpc.config import ConfigError
+    from matrixhpc.config.script_file import load_script
+
+    try:
+        return load_script(path)
+    except ConfigError as exc:
+        raise click.UsageError(f"{path}: {exc}") from None
 
 
 def _run_engine(
@@ -207,12 +230,10 @@ def external(
         raise click.UsageError("an external service needs --url or services.<name>.url")
     env_name = api_key_env or svc.get("api_key_env")
     spec = _with_external_key(spec, run_dir, str(env_name) if env_name else None)
-    served = model or svc.get("model") or "default"
+    served = model or svc.get("model")  # unset: the endpoint's first listed model
     timeout = float(svc.get("startup_timeout") or 60)
     code = asyncio.run(
-        run_until_signal_code(
-            serve_external(spec, str(url), str(served), timeout, _finished(run_dir))
-        )
+        run_until_signal_code(serve_external(spec, str(url), served, timeout, _finished(run_dir)))
     )
     sys.exit(code)
 

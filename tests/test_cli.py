@@ -155,3 +155,36 @@ def test_stop_of_a_local_run_with_nothing_running(rd: RunDir) -> None:
     result = _invoke("stop", str(rd.root))
     assert result.exit_code == 0, result.output
     assert result.stdout == f"stopped 0 process(es) of {rd.root}\n"
+
+
+HELLO = str(Path(__file__).resolve().parents[1] / "configs" / "hello.yaml")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--engine", "external"], "--engine external needs --url URL"),
+        (["--url", "http://h:1/v1"], "--url and --model go with --engine"),
+        (["--engine", "vllm", "--url", "http://h:1/v1"], "--url goes with --engine external"),
+    ],
+)
+@pytest.mark.parametrize("command", ["run", "sbatch"])
+def test_engine_flags_that_do_not_fit_are_errors_before_anything_starts(
+    tmp_path: Path, command: str, args: list[str], message: str
+) -> None:
+    where = [HELLO, "--local"] if command == "run" else [HELLO, str(tmp_path / "out")]
+    result = _invoke(command, *where, "--run-dir", str(tmp_path / "run"), *args)
+    assert result.exit_code == 2
+    assert f"matrixhpc: {message}" in result.output
+    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "out").exists()
+
+
+def test_sbatch_with_engine_external_exports_servers_that_register_the_url(tmp_path: Path) -> None:
+    out, url = tmp_path / "out", "http://gpu7:8000/v1"
+    result = _invoke("sbatch", HELLO, str(out), "--engine", "external", "--url", url)
+    assert result.exit_code == 0, result.output
+    saved = load_config(out / "run" / "config.yaml").services["llm"]
+    assert (saved.engine, saved.url, saved.replicas, saved.model) == ("external", url, 1, None)
+    assert [p.name for p in sorted(out.glob("server-*.sbatch"))] == ["server-llm-0.sbatch"]
+    assert "matrixhpc serve external" in (out / "server-llm-0.sbatch").read_text()

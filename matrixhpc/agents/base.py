@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+from matrixhpc.llm.metadata import ROLE, TASK, TURN
 from matrixhpc.llm.types import ChatClient
 from matrixhpc.task import Task, Turn
 
@@ -40,6 +41,12 @@ class Agent(ABC):
     def __init__(self, name: str, options: dict[str, Any] | None = None) -> None:
         self.name = name
         self.options = options or {}
+
+    def request_metadata(self, task: Task) -> dict[str, str]:
+        """Who asks, for ``ctx.llm.chat(..., metadata=...)``: the role, the task and its
+        turns so far. The simulated engine answers a role from its script by it (a dry run
+        takes the branches a workflow's content decides); real engines never see it."""
+        return {ROLE: self.name, TASK: task.id, TURN: str(len(task.history))}
 
     @abstractmethod
     async def __call__(self, task: Task, ctx: AgentContext) -> Turn | None:

@@ -62,7 +62,13 @@ class LLMAgent(Agent):
         key = task.id if self.sticky else None
         params = {"seed": task.seed, **self.params}
         try:
-            result = await ctx.llm.chat(self.service, messages, params, sticky_key=key)
+            result = await ctx.llm.chat(
+                self.service,
+                messages,
+                params,
+                sticky_key=key,
+                metadata=self.request_metadata(task),
+            )
         except LLMError as exc:
             return {
                 "role": self.name,

@@ -13,7 +13,7 @@ import jinja2
 from jinja2 import nodes
 from jinja2.parser import Parser
 
-from .bounds import did_you_mean
+from .bounds import did_you_mean, unknown_name
 
 if TYPE_CHECKING:
     from .schema import RoleConfig, RunConfig
@@ -50,6 +50,7 @@ def cross_problems(cfg: RunConfig) -> Problems:
         problems += _role_problems(cfg, name, role)
     problems += _routing_problems(cfg)
     problems += _group_problems(cfg)
+    problems += _script_problems(cfg)
     for name, svc in cfg.services.items():
         if svc.engine == "external" and not svc.url:
             problems.append((f"services.{name}.url", "engine 'external' needs a url"))
@@ -146,4 +147,21 @@ def _group_problems(cfg: RunConfig) -> list[tuple[str, str]]:
     total = sum(g.count for g in groups.values())
     if total != cfg.workers.count:
         out.append(("workers.count", f"is {cfg.workers.count} but the groups add up to {total}"))
+    return out
+
+
+def _script_problems(cfg: RunConfig) -> Problems:
+    """A simulated script names roles that ask this service: a typo or a python step would
+    leave the dry run on filler text and the branch it was written for untested."""
+    out: Problems = []
+    for name, svc in cfg.services.items():
+        for role in svc.simulated.script:
+            key = f"services.{name}.simulated.script.{role}"
+            found = cfg.roles.get(role)
+            if found is None:
+                out.append((key, unknown_name("role", role, cfg.roles)))
+            elif found.kind == "python":
+                out.append((key, f"role {role!r} is a python step: it makes no LLM calls"))
+            elif found.kind == "llm" and found.service != name:
+                out.append((key, f"role {role!r} calls service {found.service!r}, not {name!r}"))
     return out

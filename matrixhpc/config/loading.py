@@ -113,12 +113,13 @@ def validate(data: dict[str, Any]) -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_pydantic_problems(exc)) from None
+        raise ConfigError(pydantic_problems(exc)) from None
     except ConfigError:
         raise
 
 
-def _pydantic_problems(exc: ValidationError) -> list[tuple[str, str]]:
+def pydantic_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """(dotted key, reason) for each of pydantic's errors (keys from the model's root)."""
     problems: list[tuple[str, str]] = []
     for err in exc.errors():
         ctx_error = (err.get("ctx") or {}).get("error")

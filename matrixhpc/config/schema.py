@@ -27,6 +27,7 @@ from matrixhpc.llm.engines.simulated.profiles import DEFAULT_PROFILE, PROFILES
 from .bounds import INT64_MAX, INT64_MIN, duration, integer, unknown_name
 from .checks import cross_problems
 from .errors import ConfigError
+from .script import RoleScriptConfig
 
 Engine = Literal["simulated", "llamacpp", "vllm", "external"]
 #: a Slurm time limit given as whole minutes
@@ -46,6 +47,11 @@ class SimulatedConfig(Strict):
         ge=0,
         le=1e6,
         description="multiplies every simulated duration; 0 answers at once (0..1e6)",
+    )
+    script: dict[str, RoleScriptConfig] = Field(
+        {},
+        description="what each role says on the simulated engine: exactly one of reply, "
+        "template or choice per role; a role not named gets filler text",
     )
 
     @field_validator("profile")

@@ -40,6 +40,7 @@ import orjson
 
 from .balance import Replica, Service
 from .http import ExchangeFailed, PooledHTTP
+from .metadata import to_headers
 from .queue_depth import external_load
 from .types import ChatResult, ClientPolicy, LLMError, ReplicaSource, ServiceUnavailable
 
@@ -166,8 +167,12 @@ class LLMClient:
         params: dict[str, Any],
         *,
         sticky_key: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> ChatResult:
         """One chat completion, with balancing, retries and failover hidden inside.
+
+        ``metadata`` goes as headers to the replicas that read it (ReplicaInfo's
+        ``request_metadata``), to no other: the body is the same either way.
 
         Raises :class:`LLMError` on a client error (no retry) or when replicas
         answered badly ``max_retries + 1`` times: the step failed. Raises
@@ -178,7 +183,8 @@ class LLMClient:
         svc = self._service(service)
         svc.requests += 1
         try:
-            result = await self._run(http, svc, messages, params, sticky_key)
+            extra = to_headers(metadata) if metadata else None
+            result = await self._run(http, svc, messages, params, sticky_key, extra)
         except LLMError:
             svc.failures += 1
             raise
@@ -235,6 +241,7 @@ class LLMClient:
         messages: list[dict[str, Any]],
         params: dict[str, Any],
         sticky_key: str | None,
+        extra: dict[str, str] | None,
     ) -> ChatResult:
         """The retry loop: pick, attempt, on a retryable failure back off and fail over."""
         body = {"model": "", "messages": messages, **params}
@@ -244,7 +251,7 @@ class LLMClient:
             if "model" not in params:
                 body["model"] = rep.info.model
             try:
-                result = await self._attempt(http, svc, rep, body)
+                result = await self._attempt(http, svc, rep, body, extra)
             except _Repick:
                 continue
             except _Retry as exc:
@@ -322,7 +329,12 @@ class LLMClient:
                 return rep
 
     async def _attempt(
-        self, http: PooledHTTP, svc: Service, rep: Replica, body: dict[str, Any]
+        self,
+        http: PooledHTTP,
+        svc: Service,
+        rep: Replica,
+        body: dict[str, Any],
+        extra: dict[str, str] | None,
     ) -> ChatResult:
         """One HTTP round trip under the replica's concurrency limit."""
         try:
@@ -332,7 +344,7 @@ class LLMClient:
                 rep.inflight += 1
                 rep.requests += 1
                 try:
-                    return await self._post(http, svc, rep, body)
+                    return await self._post(http, svc, rep, body, extra)
                 except _Retry:
                     rep.failures += 1
                     raise
@@ -342,15 +354,23 @@ class LLMClient:
             rep.outstanding -= 1
 
     async def _post(
-        self, http: PooledHTTP, svc: Service, rep: Replica, body: dict[str, Any]
+        self,
+        http: PooledHTTP,
+        svc: Service,
+        rep: Replica,
+        body: dict[str, Any],
+        extra: dict[str, str] | None,
     ) -> ChatResult:
         """POST and classify the outcome: result, retryable failure, or client error."""
+        headers = rep.headers
+        if extra is not None and rep.info.request_metadata:
+            headers = {**headers, **extra}
         start = time.monotonic()
         try:
             # orjson, not json.dumps: a dialogue's whole history is encoded on every
             # turn, and this was the client's largest cost
             status, raw = await http.post(
-                rep.endpoint, orjson.dumps(body), rep.headers, svc.policy.timeout
+                rep.endpoint, orjson.dumps(body), headers, svc.policy.timeout
             )
         except TimeoutError:  # before OSError: TimeoutError is an OSError subclass
             raise _Retry(f"timeout after {svc.policy.timeout:g}s") from None

@@ -87,6 +87,7 @@ class RegistryReplicaSource:
             model=model,
             api_key=api_key,
             max_concurrency=_positive_int(entry.get("max_concurrency")),
+            request_metadata=entry.get("request_metadata") is True,
         )
         old = self._infos.get((service, name))
         if old == info:

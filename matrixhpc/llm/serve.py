@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -92,14 +92,28 @@ async def _first(exits: Callable[[], Awaitable[int]], finished: Waiter | None) -
 
 
 async def serve_simulated(
-    spec: ReplicaSpec, profile_name: str, time_scale: float, finished: Waiter | None = None
+    spec: ReplicaSpec,
+    profile_name: str,
+    time_scale: float,
+    finished: Waiter | None = None,
+    script: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> None:
-    from matrixhpc.llm.engines.simulated import PROFILES, create_app, start_server
+    """The simulated engine; ``script`` (``services.<name>.simulated.script``) answers the
+    roles it names. It reads request metadata (the asking role), so its entry says so."""
+    from matrixhpc.llm.engines.simulated import PROFILES, Script, create_app, start_server
 
     profile = PROFILES[profile_name]
-    app = create_app(profile, time_scale=time_scale, model=spec.model, api_key=spec.api_key)
+    app = create_app(
+        profile,
+        time_scale=time_scale,
+        model=spec.model,
+        api_key=spec.api_key,
+        script=Script.from_spec(script),
+    )
     runner, port = await start_server(app, spec.host, spec.port)
-    entry = spec.entry(port, "simulated", profile=profile_name, time_scale=time_scale)
+    entry = spec.entry(
+        port, "simulated", profile=profile_name, time_scale=time_scale, request_metadata=True
+    )
     print(f"simulated engine {spec.service}/{spec.replica} ready on {entry['url']}", flush=True)
     try:
         await registered(spec, entry, finished or _forever)
@@ -146,19 +160,27 @@ async def serve_engine(
 
 
 async def serve_external(
-    spec: ReplicaSpec, url: str, model: str, startup_timeout: float, finished: Waiter | None = None
+    spec: ReplicaSpec,
+    url: str,
+    model: str | None,
+    startup_timeout: float,
+    finished: Waiter | None = None,
 ) -> int:
     """Register an OpenAI-compatible endpoint run by someone else (a hosted API, a shared
-    vLLM); checked once like our own servers, then kept registered until stopped."""
+    vLLM); checked once like our own servers, then kept registered until stopped. With no
+    ``model``, requests name the first model the endpoint lists (``default`` if none)."""
     from matrixhpc.llm.engines.process import check_external
 
     base = url.rstrip("/")
     try:
-        await check_external(base, spec.api_key, startup_timeout)
+        listed = await check_external(base, spec.api_key, startup_timeout)
     except ServerFailed as exc:
         print(str(exc), flush=True)
         return 1
+    model = model or (listed[0] if listed else "default")
     entry = {**spec.entry(0, "external"), "url": base, "model": model}
-    print(f"external endpoint {spec.service}/{spec.replica} registered: {base}", flush=True)
+    print(
+        f"external endpoint {spec.service}/{spec.replica} registered: {base} ({model})", flush=True
+    )
     await registered(spec, entry, finished or _forever)
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -51,6 +52,9 @@ class ReplicaInfo:
     model: str
     api_key: str | None = None
     max_concurrency: int | None = None  # the replica's own cap, if it declares one
+    # the server reads request metadata (:mod:`matrixhpc.llm.metadata`): only such a
+    # replica gets the X-Matrixhpc-* headers; every other sees exactly the plain request
+    request_metadata: bool = False
 
 
 class ReplicaSource(Protocol):
@@ -98,4 +102,9 @@ class ChatClient(Protocol):
         params: dict[str, Any],
         *,
         sticky_key: str | None = None,
-    ) -> ChatResult: ...
+        metadata: Mapping[str, str] | None = None,
+    ) -> ChatResult:
+        """``metadata``: who asks (:data:`~matrixhpc.llm.metadata.ROLE`,
+        :data:`~matrixhpc.llm.metadata.TASK`), for engines that answer by it (the simulated
+        engine's script); never part of the request body."""
+        ...

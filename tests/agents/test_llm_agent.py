@@ -13,7 +13,7 @@ import pytest
 from matrixhpc.agents.base import AgentContext
 from matrixhpc.agents.llm import LLMAgent
 from matrixhpc.llm.client import LLMClient
-from matrixhpc.llm.engines.simulated import PROFILES, create_app, start_server
+from matrixhpc.llm.engines.simulated import PROFILES, Script, create_app, start_server
 from matrixhpc.llm.replicas import StaticReplicaSource
 from matrixhpc.llm.types import ClientPolicy, ReplicaInfo, ServiceUnavailable
 from matrixhpc.task import Task, Turn
@@ -145,14 +145,17 @@ def test_no_templates_no_dialogue_is_empty() -> None:
 
 
 @asynccontextmanager
-async def _engine(names: tuple[str, ...] = ("sim-0",), **policy: Any) -> AsyncIterator[LLMClient]:
+async def _engine(
+    names: tuple[str, ...] = ("sim-0",), script: Script | None = None, **policy: Any
+) -> AsyncIterator[LLMClient]:
     runners = []
     infos = []
     for name in names:
-        app = create_app(PROFILES["zero"], model=f"model-{name}", seed=0)
+        app = create_app(PROFILES["zero"], model=f"model-{name}", seed=0, script=script)
         runner, port = await start_server(app)
         runners.append(runner)
-        infos.append(ReplicaInfo(name=name, url=f"http://127.0.0.1:{port}/v1", model=f"m-{name}"))
+        url = f"http://127.0.0.1:{port}/v1"
+        infos.append(ReplicaInfo(name, url, f"m-{name}", request_metadata=True))
     client = LLMClient(StaticReplicaSource({"llm": infos}), {"llm": ClientPolicy(**policy)})
     try:
         yield client
@@ -205,6 +208,22 @@ async def test_call_is_deterministic_for_a_task_and_varies_with_its_seed() -> No
     assert a["finish_reason"] in ("stop", "length")
     assert 1 <= a["usage"]["completion_tokens"] <= 64
     assert (c["content"], c["usage"]) != (a["content"], a["usage"])
+
+
+@pytest.mark.asyncio
+async def test_the_engine_learns_the_role_and_task_and_answers_from_its_script() -> None:
+    script = Script.from_spec({"checker": {"template": "{{ role }}: {{ task_id }} @{{ turn }}"}})
+    checker = _agent("checker", prompt="Check {{ row.topic }}.", params={"max_tokens": 64})
+    writer = _agent("writer", prompt="Write about {{ row.topic }}.", params={"max_tokens": 64})
+    task = _task([{"role": "writer", "content": "a draft"}], topic="owls")
+    async with _engine(script=script) as client:
+        ctx = AgentContext(llm=client, worker="w0")
+        checked, written = await checker(task, ctx), await writer(task, ctx)
+    assert checked is not None
+    assert written is not None
+    assert checked["content"] == "checker: task-1 @1"
+    assert checked["usage"]["completion_tokens"] == 5  # 18 characters at 4 a token, rounded up
+    assert "task-1" not in written["content"]  # no script for the writer: filler
 
 
 @pytest.mark.asyncio

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +76,10 @@ class _Recorder:
         params: dict[str, Any],
         *,
         sticky_key: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> ChatResult:
-        self.calls.append({"messages": messages, "params": params, "sticky": sticky_key})
+        call = {"messages": messages, "params": params, "sticky": sticky_key, "meta": metadata}
+        self.calls.append(call)
         usage = {"prompt_tokens": 10, "completion_tokens": params["max_tokens"]}
         return ChatResult(f"reply {len(self.calls)}", usage, "length", "r0", 0.0)
 
@@ -104,6 +107,11 @@ def test_speaker_asks_for_the_rows_length_and_prompts_grow(tmp_path: Path) -> No
     assert [c["params"]["max_tokens"] for c in client.calls] == [11, 22, 33]
     assert all(c["params"]["ignore_eos"] for c in client.calls)
     assert all(c["sticky"] == "r0-t0" for c in client.calls)
+    assert [(c["meta"]["role"], c["meta"]["task"]) for c in client.calls] == [
+        ("student", "r0-t0"),
+        ("teacher", "r0-t0"),
+        ("student", "r0-t0"),
+    ]  # the benchmark's speakers tell the engine who asks, as LLMAgent does
     sizes = [sum(len(m["content"]) for m in c["messages"]) for c in client.calls]
     assert sizes[2] > sizes[0]
     assert sizes[-1] == max(sizes)

@@ -58,6 +58,7 @@ class FakeLLM:
         self.peak = 0
         self.bodies: list[dict[str, Any]] = []
         self.auth: list[str | None] = []
+        self.tags: list[dict[str, str]] = []  # the X-Matrixhpc-* headers of each request
         self.runner: web.AppRunner | None = None
         self.port = 0
 
@@ -84,6 +85,7 @@ class FakeLLM:
         self.hits += 1
         self.bodies.append(await request.json())
         self.auth.append(request.headers.get("Authorization"))
+        self.tags.append({k: v for k, v in request.headers.items() if k.startswith("X-Matrixhpc-")})
         failing = self.mode != "ok" and (self.fail_first is None or self.hits <= self.fail_first)
         if failing:
             return self.fail(request)
@@ -175,6 +177,32 @@ async def test_roundtrip_body_auth_usage_and_stats(server: ServerFactory) -> Non
     assert (st["requests"], st["failures"], st["retries"]) == (1, 0, 0)
     assert (st["tokens_in"], st["tokens_out"], st["outstanding"]) == (3, 5, 0)
     assert st["replicas"]["a"]["requests"] == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("transport", ["lean", "aiohttp"])
+async def test_metadata_reaches_only_replicas_that_read_it_and_never_the_body(
+    server: ServerFactory, monkeypatch: pytest.MonkeyPatch, transport: str
+) -> None:
+    if transport == "aiohttp":
+        monkeypatch.setenv("MATRIXHPC_HTTP", "aiohttp")
+    reader, plain = await server("reader"), await server("plain")
+    meta = {"role": "checker", "task": "r7-t1 ü\nX-Evil: 1"}
+    params = {"max_tokens": 7, "seed": 3}
+    for srv, reads in ((reader, True), (plain, False)):
+        client, _ = client_for([srv.info(request_metadata=reads)])
+        await client.chat("svc", MSG, params, metadata=meta)
+        await client.chat("svc", MSG, params)
+        await client.close()
+    assert reader.tags[0] == {
+        "X-Matrixhpc-Role": "checker",
+        "X-Matrixhpc-Task": "r7-t1%20%C3%BC%0AX-Evil%3A%201",  # no header injection
+    }
+    assert reader.tags[1] == {}
+    assert plain.tags == [{}, {}]
+    expected = {"model": "", "messages": MSG, **params}
+    for srv in (reader, plain):
+        assert srv.bodies == [{**expected, "model": f"m-{srv.name}"}] * 2
 
 
 @pytest.mark.asyncio

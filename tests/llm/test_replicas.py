@@ -40,6 +40,15 @@ def test_reads_ready_entries_sorted_with_key_and_cap(tmp_path: Path) -> None:
     ]
 
 
+def test_only_an_entry_that_says_request_metadata_true_gets_it(tmp_path: Path) -> None:
+    reg = _registry(tmp_path)
+    for name, flag in (("a", True), ("b", "yes"), ("c", None)):
+        entry = {"url": f"http://{name}/v1", "model": "m", "request_metadata": flag}
+        reg.register("llm/svc", name, entry)
+    got = RegistryReplicaSource(reg).replicas("svc")
+    assert [(r.name, r.request_metadata) for r in got] == [("a", True), ("b", False), ("c", False)]
+
+
 def test_state_change_and_expiry_are_followed(tmp_path: Path) -> None:
     reg = _registry(tmp_path)
     source = RegistryReplicaSource(reg, cache_seconds=0.0)

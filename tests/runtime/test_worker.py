@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,8 +67,9 @@ class NoLLM:
         params: dict[str, Any],
         *,
         sticky_key: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> ChatResult:
-        raise AssertionError(f"unexpected LLM call: {service} {messages} {params} {sticky_key}")
+        raise AssertionError(f"unexpected LLM call: {service} {messages} {params} {metadata}")
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import subprocess
 import time
@@ -103,8 +104,10 @@ class EngineProcess:
             self.proc.wait()
 
 
-async def check_external(base_url: str, api_key: str | None, timeout: float) -> None:
-    """An external endpoint must answer ``GET /models`` (with the key) within ``timeout``."""
+async def check_external(base_url: str, api_key: str | None, timeout: float) -> list[str]:
+    """An external endpoint must answer ``GET /models`` (with the key) within ``timeout``;
+    returns the ids of the models it lists (an unparsable list is no model, not an error:
+    the endpoint answered, and a configured model name needs no list)."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     deadline = time.monotonic() + timeout
     last = "no answer"
@@ -113,7 +116,7 @@ async def check_external(base_url: str, api_key: str | None, timeout: float) -> 
             try:
                 async with session.get(f"{base_url}/models", headers=headers) as resp:
                     if resp.status == 200:
-                        return
+                        return _model_ids(await resp.read())
                     last = f"HTTP {resp.status}: {(await resp.text())[:200]}"
                     if resp.status in (401, 403):
                         break  # a wrong key will not fix itself
@@ -121,3 +124,12 @@ async def check_external(base_url: str, api_key: str | None, timeout: float) -> 
                 last = f"{type(exc).__name__}: {exc}"
             await asyncio.sleep(1.0)
     raise ServerFailed(f"external endpoint {base_url} is not usable: {last}")
+
+
+def _model_ids(raw: bytes) -> list[str]:
+    """``{"data": [{"id": ...}, ...]}`` (OpenAI's model list) -> the ids, in order."""
+    try:
+        cards = json.loads(raw).get("data")
+        return [str(card["id"]) for card in cards if isinstance(card, dict) and "id" in card]
+    except (ValueError, AttributeError, TypeError):
+        return []

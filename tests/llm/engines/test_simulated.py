@@ -18,11 +18,13 @@ import pytest
 from matrixhpc.llm.engines.simulated import (
     PROFILES,
     BatchModel,
+    Script,
     SimProfile,
     create_app,
     serve_forever,
     start_server,
 )
+from matrixhpc.llm.metadata import ROLE, TASK, to_headers
 
 H100 = PROFILES["h100-llama3.1-8b"]
 
@@ -444,3 +446,69 @@ async def test_serve_forever_reports_its_port_and_stops_on_cancel() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+# -- scripted replies ------------------------------------------------------------------------
+
+SCRIPT = Script.from_spec(
+    {
+        "checker": {"choice": [{"weight": 1, "reply": "VALID"}, {"reply": "INVALID: redo"}]},
+        "writer": {"template": "Draft for {{ task_id }}: {{ last_user | upper }}"},
+        "broken": {"template": "{{ messages[9].content }}"},
+    }
+)
+
+
+def _as(role: str, task: str = "r1-t0") -> dict[str, str]:
+    return to_headers({ROLE: role, TASK: task})
+
+
+@pytest.mark.asyncio
+async def test_scripted_roles_get_their_replies_others_filler() -> None:
+    body = _chat_body("explain tides", max_tokens=100)
+    async with serve(time_scale=0, script=SCRIPT) as (url, session):
+        _, writer = await _post(session, url, body, headers=_as("writer"))
+        verdicts = [
+            (await _post(session, url, body, headers=_as("checker", f"r{i}-t0")))[1]
+            for i in range(40)
+        ]
+        _, other = await _post(session, url, body, headers=_as("solver"))
+        _, anonymous = await _post(session, url, body)
+        m = await _metrics(session, url)
+    text = writer["choices"][0]["message"]["content"]
+    assert text == "Draft for r1-t0: EXPLAIN TIDES"
+    assert writer["usage"]["completion_tokens"] == -(-len(text) // 4)  # honest usage
+    assert writer["choices"][0]["finish_reason"] == "stop"
+    said = {v["choices"][0]["message"]["content"] for v in verdicts}
+    assert said == {"VALID", "INVALID: redo"}  # 40 draws at 50 %: both
+    filler = [r["choices"][0]["message"]["content"] for r in (other, anonymous)]
+    assert all(t not in said and not t.startswith("Draft") for t in filler)
+    replies = [writer, *verdicts, other, anonymous]
+    decoded = sum(r["usage"]["completion_tokens"] for r in replies)
+    assert m["sim_generation_tokens_total"] == decoded  # what was decoded is what is reported
+
+
+@pytest.mark.asyncio
+async def test_a_scripted_reply_is_truncated_by_max_tokens_and_decoded_in_model_time() -> None:
+    scale = 0.5
+    script = Script.from_spec({"writer": {"reply": "x" * 400}})  # 100 tokens
+    async with serve(H100, time_scale=scale, script=script) as (url, session):
+        start = time.monotonic()
+        _, cut = await _post(
+            session, url, _chat_body("y" * 400, max_tokens=40), headers=_as("writer")
+        )
+        took = time.monotonic() - start
+    assert cut["choices"][0]["message"]["content"] == "x" * 160
+    assert cut["usage"]["completion_tokens"] == 40
+    assert cut["choices"][0]["finish_reason"] == "length"
+    predicted = (H100.prefill_seconds(100) + 40 / H100.decode_rate(1)) * scale
+    assert predicted * 0.9 <= took < predicted + 2.0
+
+
+@pytest.mark.asyncio
+async def test_a_failing_reply_template_is_a_400_naming_the_role() -> None:
+    async with serve(time_scale=0, script=SCRIPT) as (url, session):
+        status, body = await _post(session, url, _chat_body(), headers=_as("broken"))
+    assert status == 400
+    assert body["error"]["code"] == "script_error"
+    assert "script of role 'broken'" in body["error"]["message"]

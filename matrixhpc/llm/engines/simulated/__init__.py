@@ -50,10 +50,14 @@ HTTP: ``GET /health``, ``GET /v1/models``, ``POST /v1/chat/completions`` (non-st
 ``GET /metrics`` (Prometheus, vLLM-compatible gauge names). With ``api_key`` set, ``/v1/*``
 requires ``Authorization: Bearer <key>``; ``/health`` and ``/metrics`` stay open, as in vLLM.
 
+Scripted replies: a :class:`Script` answers the roles it names (a canned reply, a Jinja
+template over the request, or a seeded weighted choice) instead of filler, so a dry run takes
+the branches a workflow's content decides; the timing model is the same (:mod:`.script`).
+
 Modules: :mod:`.profiles` (:class:`SimProfile`, :data:`PROFILES`), :mod:`.batching`
 (:class:`BatchModel`, the pure math), :mod:`.engine` (:class:`SimEngine`), :mod:`.requests`
-(request parsing, output length, filler text) and :mod:`.http` (the aiohttp layer). Everything
-public is re-exported here.
+(request parsing, output length, filler text), :mod:`.script` (scripted replies) and
+:mod:`.http` (the aiohttp layer). Everything public is re-exported here.
 """
 
 from __future__ import annotations
@@ -76,6 +80,15 @@ from .requests import (
     request_rng,
     sample_output_tokens,
 )
+from .script import (
+    TEMPLATE_NAMES,
+    Answer,
+    Asker,
+    Script,
+    ScriptError,
+    ScriptFailed,
+    compile_reply_template,
+)
 
 __all__ = [
     "ANSWER_PROBABILITY",
@@ -84,14 +97,21 @@ __all__ = [
     "DEFAULT_PROFILE",
     "ENGINE_KEY",
     "PROFILES",
+    "TEMPLATE_NAMES",
     "WORDS_PER_TOKEN",
+    "Answer",
+    "Asker",
     "BadRequest",
     "BatchModel",
     "ChatRequest",
     "EngineClosed",
     "Handler",
+    "Script",
+    "ScriptError",
+    "ScriptFailed",
     "SimEngine",
     "SimProfile",
+    "compile_reply_template",
     "create_app",
     "estimate_prompt_tokens",
     "find_choice_letters",

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from ...metadata import ROLE, TASK, TURN, from_headers
 from ..listen import listen_sockets
 from .engine import EngineClosed, SimEngine
 from .profiles import SimProfile
 from .requests import (
     BadRequest,
+    ChatRequest,
     estimate_prompt_tokens,
     find_choice_letters,
     generate_text,
@@ -24,6 +26,7 @@ from .requests import (
     request_rng,
     sample_output_tokens,
 )
+from .script import Answer, Asker, Script, ScriptFailed
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,7 @@ class _Settings:
     model: str
     api_key: str | None
     seed: int
+    script: Script
 
 
 ENGINE_KEY = web.AppKey("sim_engine", SimEngine)
@@ -83,10 +87,12 @@ async def _chat(request: web.Request) -> web.Response:
         return _error(400, str(exc), exc.param)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         return _error(400, f"request body is not valid JSON: {exc}")
-    rng = request_rng(settings.seed, req)
+    try:
+        answer = _answer(settings, engine.profile, request, req)
+    except ScriptFailed as exc:
+        return _error(400, str(exc), code="script_error")
     prompt_tokens = estimate_prompt_tokens(req.texts)
-    n, finish_reason = sample_output_tokens(engine.profile, req, rng)
-    text = generate_text(n, find_choice_letters(req), rng)
+    text, n, finish_reason = answer.text, answer.completion_tokens, answer.finish_reason
     try:
         await engine.generate(prompt_tokens, n)
     except EngineClosed as exc:
@@ -111,6 +117,29 @@ async def _chat(request: web.Request) -> web.Response:
                 "total_tokens": prompt_tokens + n,
             },
         }
+    )
+
+
+def _answer(
+    settings: _Settings, profile: SimProfile, request: web.Request, req: ChatRequest
+) -> Answer:
+    """The role's scripted reply when the script names the asking role, else filler."""
+    if settings.script:
+        scripted = settings.script.answer(_asker(request), req, settings.seed)
+        if scripted is not None:
+            return scripted
+    rng = request_rng(settings.seed, req)
+    n, finish_reason = sample_output_tokens(profile, req, rng)
+    return Answer(generate_text(n, find_choice_letters(req), rng), n, finish_reason)
+
+
+def _asker(request: web.Request) -> Asker:
+    """Who asks, from the request's metadata headers (a malformed turn counts as none)."""
+    turn = from_headers(request.headers, TURN)
+    return Asker(
+        role=from_headers(request.headers, ROLE),
+        task_id=from_headers(request.headers, TASK),
+        turn=int(turn) if turn is not None and turn.isascii() and turn.isdecimal() else None,
     )
 
 
@@ -161,15 +190,18 @@ def create_app(
     model: str = "simulated",
     api_key: str | None = None,
     seed: int = 0,
+    script: Script | None = None,
 ) -> web.Application:
-    """The simulated server as an aiohttp application.
+    """The simulated server as an aiohttp application; ``script`` answers roles it names.
 
     Serve it with :func:`start_server`: another runner must enable ``handler_cancellation``
     or a disconnected client keeps its batch slot until its simulated reply is done.
     """
     app = web.Application(middlewares=[_auth_middleware], client_max_size=64 * 1024 * 1024)
     app[ENGINE_KEY] = SimEngine(profile, time_scale)
-    app[_SETTINGS_KEY] = _Settings(model=model, api_key=api_key, seed=seed)
+    app[_SETTINGS_KEY] = _Settings(
+        model=model, api_key=api_key, seed=seed, script=script or Script()
+    )
     app.router.add_get("/health", _health)
     app.router.add_get("/v1/models", _models)
     app.router.add_post("/v1/chat/completions", _chat)
@@ -213,9 +245,12 @@ async def serve_forever(
     on_ready: Callable[[int], None] | None = None,
     *,
     seed: int = 0,
+    script: Script | None = None,
 ) -> None:
     """Serve until cancelled; ``on_ready`` gets the bound port once requests are accepted."""
-    app = create_app(profile, time_scale=time_scale, model=model, api_key=api_key, seed=seed)
+    app = create_app(
+        profile, time_scale=time_scale, model=model, api_key=api_key, seed=seed, script=script
+    )
     runner, bound = await start_server(app, host, port)
     try:
         if on_ready is not None:

@@ -95,10 +95,11 @@ def estimate_prompt_tokens(texts: list[str]) -> int:
     return max(1, sum(len(t) for t in texts) // CHARS_PER_TOKEN)
 
 
-def request_rng(seed: int, req: ChatRequest) -> random.Random:
+def request_rng(seed: int, req: ChatRequest, *salt: str | int | None) -> random.Random:
     """A generator fixed by the server seed, the message contents and the request's seed,
-    so that the same request always gets the same answer (stable across processes)."""
-    key = json.dumps([seed, req.texts, req.seed], separators=(",", ":"))
+    so that the same request always gets the same answer (stable across processes).
+    ``salt`` (who asks a script: role, task, turn) gives each its own stream; none: as before."""
+    key = json.dumps([seed, req.texts, req.seed, *salt], separators=(",", ":"))
     digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
     return random.Random(int.from_bytes(digest, "big"))
 
