@@ -32,7 +32,8 @@ def read_verdict(task: Task, options: dict[str, Any]) -> dict[str, Any]:
 class Judge(Agent):
     """A custom agent: asks the LLM to grade the solver's answer from 1 to 5 and keeps
     the grade in ``state.score`` (None when the reply holds no grade). Custom agents get
-    the run's LLM client in ``ctx.llm``, as the built-in LLM agent does."""
+    the run's LLM client in ``ctx.llm``, as the built-in LLM agent does; passing
+    ``request_metadata`` tells a simulated engine's script which role asks."""
 
     async def __call__(self, task: Task, ctx: AgentContext) -> Turn | None:
         draft = (task.last_turn("reviser") or task.last_turn("writer") or {}).get("content", "")
@@ -43,7 +44,12 @@ class Judge(Agent):
         ]
         service = self.options.get("service", "llm")
         try:
-            result = await ctx.llm.chat(service, messages, {"max_tokens": 4, "seed": task.seed})
+            result = await ctx.llm.chat(
+                service,
+                messages,
+                {"max_tokens": 4, "seed": task.seed},
+                metadata=self.request_metadata(task),  # who asks: a dry run's script answers
+            )
         except LLMError as exc:
             return {"role": self.name, "content": "", "error": str(exc)}
         found = SCORE.search(result.text)

@@ -35,3 +35,37 @@ def test_function_routing_sends_each_question_to_its_expert(tmp_path: Path) -> N
         hard = rec["row"]["subject"] in ("physics", "chemistry", "logic")  # type: ignore[index]
         assert roles == ["classify", "expert" if hard else "tutor"], rec["id"]
         assert rec["status"] == "ok"
+
+
+# every edge of revise.yaml's graph, END included
+REVISE_EDGES = {
+    ("writer", "checker"),
+    ("checker", "verdict"),
+    ("verdict", "solver"),
+    ("verdict", "reviser"),
+    ("verdict", "END"),
+    ("reviser", "checker"),
+    ("solver", "judge"),
+    ("judge", "END"),
+}
+
+
+def test_the_guides_dry_run_takes_every_edge_of_the_graph(tmp_path: Path) -> None:
+    """The scripted checker says VALID half of the time: valid drafts are solved and
+    judged, invalid ones revised, three invalid rounds end the task; the judge (a custom
+    agent) is scripted too."""
+    recs = _dry_run(ROOT / "configs" / "revise.yaml", tmp_path / "run", "dataset.trials=2")
+    assert len(recs) == 60
+    taken = set()
+    for rec in recs:
+        roles = [t["role"] for t in rec["history"]]  # type: ignore[attr-defined]
+        taken |= set(zip(roles, [*roles[1:], "END"], strict=True))
+        state = rec["state"]
+        assert rec["status"] == "ok"
+        assert state["rounds"] == roles.count("checker") <= 3  # type: ignore[index]
+        if state["valid"]:  # type: ignore[index]
+            assert roles[-2:] == ["solver", "judge"]
+            assert state["score"] in (2, 4, 5)  # type: ignore[index]
+        else:
+            assert state["rounds"] == 3  # type: ignore[index]
+    assert taken == REVISE_EDGES
