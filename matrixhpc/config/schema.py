@@ -64,8 +64,12 @@ class SimulatedConfig(Strict):
 
 
 class ServiceConfig(Strict):
-    engine: Engine = "llamacpp"
-    model: str | None = None  # a path or name; engine default when unset
+    engine: Engine = Field(
+        "llamacpp",
+        description="the LLM server: embedded llama.cpp on CPU, vLLM on GPUs, the simulated "
+        "engine, or an existing endpoint",
+    )
+    model: str | None = Field(None, description="a path or name; engine default when unset")
     replicas: int = integer(1, 1, 10_000, "LLM server replicas of this service")
     max_concurrency: int = integer(64, 1, 100_000, "requests in flight per replica per process")
     timeout: float = duration(600.0, "one attempt of one request")
@@ -76,54 +80,90 @@ class ServiceConfig(Strict):
         "requeued Slurm server jobs back in the queue) before the worker stops resumably; "
         "the default covers a requeued server job waiting in a busy queue",
     )
-    sticky: bool = False
+    sticky: bool = Field(
+        False, description="a task keeps its replica across turns (prefix-cache reuse)"
+    )
     queue_metrics: float = duration(
         0.0, "between scrapes of replicas' /metrics queue depth; 0: off", zero_ok=True
     )
     startup_timeout: float = duration(600.0, "for a replica to start and answer /health")
-    url: str | None = None  # engine: external
-    api_key_env: str | None = None  # engine: external
+    url: str | None = Field(None, description="engine: external")
+    api_key_env: str | None = Field(None, description="engine: external")
     simulated: SimulatedConfig = SimulatedConfig()
-    args: dict[str, Any] = {}  # engine flags passed through (vLLM, llama.cpp)
-    python: str | None = None  # interpreter that runs the engine (its own venv/conda env)
-    env: dict[str, str] = {}  # extra environment of the engine process
+    args: dict[str, Any] = Field({}, description="engine flags passed through (vLLM, llama.cpp)")
+    python: str | None = Field(
+        None, description="interpreter that runs the engine (its own venv/conda env)"
+    )
+    env: dict[str, str] = Field({}, description="extra environment of the engine process")
 
 
 class RoleConfig(Strict):
-    kind: Literal["llm", "python", "custom"] = "llm"
-    service: str | None = None
-    system: str | None = None  # Jinja template
-    prompt: str | None = None  # Jinja template: the opening user message
-    dialogue: list[str] = []  # roles whose turns form the chat (own = assistant)
-    params: dict[str, Any] = {}  # sampling params sent to the engine
-    function: str | None = None  # python: "module:function"
-    class_: str | None = Field(None, alias="class")  # custom: "module:Class"
-    options: dict[str, Any] = {}
-    sets: list[str] = []  # state keys this role's step sets (python, custom): see `check`
+    kind: Literal["llm", "python", "custom"] = Field(
+        "llm", description="llm: a prompt to a service; python: a function; custom: an Agent class"
+    )
+    service: str | None = Field(None, description="llm: the service it calls (a key of services)")
+    system: str | None = Field(None, description="Jinja template")
+    prompt: str | None = Field(None, description="Jinja template: the opening user message")
+    dialogue: list[str] = Field([], description="roles whose turns form the chat (own = assistant)")
+    params: dict[str, Any] = Field({}, description="sampling params sent to the engine")
+    function: str | None = Field(None, description="python: 'module:function'")
+    class_: str | None = Field(
+        None, alias="class", description="custom: 'module:Class', an Agent subclass"
+    )
+    options: dict[str, Any] = Field(
+        {}, description="passed to a python step (second argument) or a custom agent"
+    )
+    sets: list[str] = Field(
+        [], description="state keys this role's step sets (python, custom): see `check`"
+    )
 
 
 class EdgeConfig(Strict):
-    to: str
-    when: str | None = None
+    to: str = Field(description="the next role, or END")
+    when: str | None = Field(None, description="a condition (Jinja expression); none: always")
 
 
 class RoutingConfig(Strict):
-    kind: Literal["sequential", "graph", "function"] = "sequential"
-    order: list[str] = []
-    repeat: bool = False
-    start: str | None = None
-    edges: dict[str, str | list[EdgeConfig]] = {}
-    function: str | None = None
-    stop_when: str | None = None
+    kind: Literal["sequential", "graph", "function"] = Field(
+        "sequential", description="how the next role is chosen (docs/workflows.md, Routing)"
+    )
+    order: list[str] = Field([], description="sequential: the roles in order")
+    repeat: bool = Field(
+        False, description="sequential: start the order again until stop_when holds"
+    )
+    start: str | None = Field(None, description="graph: the first role")
+    edges: dict[str, str | list[EdgeConfig]] = Field(
+        {}, description="graph: {role: next role} or {role: [{to, when}, ...]}, tried in order"
+    )
+
+    @field_validator("edges", mode="before")
+    @classmethod
+    def _edges_shape(cls, value: Any) -> Any:
+        """A list of ``{from, to}`` is the common first guess: say what the shape is."""
+        if isinstance(value, list):
+            raise ValueError(
+                "edges map each role to its successor: {writer: checker} or "
+                "{checker: [{to: reviser, when: 'not state.valid'}, {to: END}]}, not a list"
+            )
+        return value
+
+    function: str | None = Field(
+        None, description="function: 'module:function', fn(task) -> next role or None"
+    )
+    stop_when: str | None = Field(
+        None, description="a condition that ends the task once it holds (after any step)"
+    )
     max_steps: int = integer(100, 1, 1_000_000, "steps of one task before it is cut off")
-    stop_on_error: bool = True
+    stop_on_error: bool = Field(True, description="a step that fails ends its task (failed)")
 
 
 class DatasetConfig(Strict):
-    path: str
+    path: str = Field(
+        description="a file or a glob (.jsonl, .jsonl.gz, .json, .csv), relative to the config"
+    )
     limit: int | None = integer(None, 0, 10**12, "rows read; unset: all")
     trials: int = integer(1, 1, 1_000_000, "tasks per row")
-    required: list[str] = []  # fields every row must have
+    required: list[str] = Field([], description="fields every row must have")
 
 
 class OutputConfig(Strict):
@@ -133,16 +173,20 @@ class OutputConfig(Strict):
 
 class GroupConfig(Strict):
     count: int = integer(1, 1, 100_000, "workers in this group")
-    roles: list[str]
+    roles: list[str] = Field(description="the roles this group's workers host")
 
 
 class WorkersConfig(Strict):
     count: int = integer(2, 1, 100_000, "worker processes")
     window: int = integer(256, 1, 1_000_000, "tasks in flight per origin")
     max_active: int = integer(4096, 1, 1_000_000, "tasks stepping at once per worker")
-    groups: dict[str, GroupConfig] = {}
-    host: str | None = None  # inbox interface; default 127.0.0.1, slurm.bind_host in Slurm jobs
-    durability: Literal["off", "batch", "strict"] = "batch"  # journal commits (see README)
+    groups: dict[str, GroupConfig] = Field({}, description="place roles on named worker groups")
+    host: str | None = Field(
+        None, description="inbox interface; default 127.0.0.1, slurm.bind_host in Slurm jobs"
+    )
+    durability: Literal["off", "batch", "strict"] = Field(
+        "batch", description="journal commits (see README)"
+    )
     commit_interval: float = duration(0.005, "per group commit", zero_ok=True, high=60.0)
     journal_segment_mb: int = integer(64, 1, 4096, "MiB per journal segment")
     lease: float = duration(
@@ -154,7 +198,9 @@ class WorkersConfig(Strict):
     )
     ack_timeout: float = duration(10.0, "resend an unacknowledged hand-off after this")
     restarts: int = integer(3, 0, 1000, "local launcher: restarts of a crashed worker")
-    encrypt: bool = True  # CURVE on worker links: only holders of the run's keys connect
+    encrypt: bool = Field(
+        True, description="CURVE on worker links: only holders of the run's keys connect"
+    )
 
     @field_validator("durability", mode="before")
     @classmethod
@@ -166,18 +212,20 @@ class WorkersConfig(Strict):
 class SlurmJobConfig(Strict):
     """Resources of one kind of job (LLM server replicas, or workers)."""
 
-    partition: str | None = None  # default: slurm.partition
-    account: str | None = None
-    qos: str | None = None
-    time: str | Minutes = "1-00:00:00"  # D-HH:MM:SS, HH:MM:SS or minutes
+    partition: str | None = Field(None, description="default: slurm.partition")
+    account: str | None = Field(None, description="default: slurm.account")
+    qos: str | None = Field(None, description="default: slurm.qos")
+    time: str | Minutes = Field("1-00:00:00", description="D-HH:MM:SS, HH:MM:SS or minutes")
     nodes: int = integer(1, 1, 100_000, "nodes per job")
     cpus: int = integer(2, 1, 100_000, "CPUs per task")
-    mem: str | None = None  # e.g. "32G"
+    mem: str | None = Field(None, description="e.g. '32G'")
     gpus: int | None = integer(None, 0, 1024, "GPUs per node; unset: 1 for vllm servers, else none")
-    gres: str | None = None
-    constraint: str | None = None
-    exclusive: bool = False
-    additional: dict[str, Any] = {}  # any other sbatch option, e.g. {reservation: x}
+    gres: str | None = Field(None, description="generic resources, e.g. gpu:a100:1")
+    constraint: str | None = Field(None, description="node features; default: slurm.constraint")
+    exclusive: bool = Field(False, description="whole nodes to these jobs")
+    additional: dict[str, Any] = Field(
+        {}, description="any other sbatch option, e.g. {reservation: x}"
+    )
 
 
 class ServerJobConfig(SlurmJobConfig):
@@ -188,20 +236,28 @@ class SlurmConfig(Strict):
     """How `--slurm` submits: one job per LLM replica, one array for the workers
     (mode: jobs), or everything in one multi-node allocation (mode: allocation)."""
 
-    mode: Literal["jobs", "allocation"] = "jobs"
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    constraint: str | None = None
-    setup: list[str] = []  # shell lines run first in every job (module load, venv)
-    python: str | None = None  # interpreter on the compute nodes (default: this one)
-    bind_host: str = "*"  # interface servers and workers listen on; "*" = all
+    mode: Literal["jobs", "allocation"] = Field(
+        "jobs", description="a job per replica and a worker array, or one multi-node allocation"
+    )
+    partition: str | None = Field(None, description="for every job unless set per kind")
+    account: str | None = Field(None, description="for every job unless set per kind")
+    qos: str | None = Field(None, description="for every job unless set per kind")
+    constraint: str | None = Field(None, description="for every job unless set per kind")
+    setup: list[str] = Field(
+        [], description="shell lines run first in every job (module load, venv)"
+    )
+    python: str | None = Field(
+        None, description="interpreter on the compute nodes (default: this one)"
+    )
+    bind_host: str = Field("*", description="interface servers and workers listen on; '*' = all")
     signal_delay_s: int = integer(120, 0, 65_535, "SIGUSR2 this many seconds before the limit")
     array_parallelism: int = integer(256, 1, 100_000, "array tasks running at once")
-    shared_nodes: bool = False  # allocation mode: servers and workers on the same nodes
+    shared_nodes: bool = Field(
+        False, description="allocation mode: servers and workers on the same nodes"
+    )
     servers: ServerJobConfig = ServerJobConfig()
     workers: SlurmJobConfig = SlurmJobConfig()
-    additional: dict[str, Any] = {}  # sbatch options for every job
+    additional: dict[str, Any] = Field({}, description="sbatch options for every job")
 
 
 class RunPolicy(Strict):
@@ -218,10 +274,14 @@ class RunPolicy(Strict):
 
 
 class RunConfig(Strict):
-    name: str = "run"
+    name: str = Field(
+        "run", description="names the run directory (runs/<name>-<timestamp>) and the manifest"
+    )
     seed: int = integer(0, INT64_MIN, INT64_MAX, "run seed (64-bit)")
-    services: dict[str, ServiceConfig] = {}
-    roles: dict[str, RoleConfig]
+    services: dict[str, ServiceConfig] = Field(
+        {}, description="LLM services; each replica is one server process or Slurm job"
+    )
+    roles: dict[str, RoleConfig] = Field(description="the agents, by name")
     routing: RoutingConfig
     dataset: DatasetConfig
     output: OutputConfig = OutputConfig()
@@ -229,10 +289,15 @@ class RunConfig(Strict):
     slurm: SlurmConfig = SlurmConfig()
     run: RunPolicy = RunPolicy()
     # every task starts with this state; conditions and templates may use its keys at once
-    state: dict[str, JsonValue] = {}
+    state: dict[str, JsonValue] = Field(
+        {}, description="every task starts with this state (JSON values)"
+    )
     # directories python functions and custom agents are imported from, relative to the
     # config; loading puts the config's own directory first (config/loading.py)
-    python_path: list[str] = []
+    python_path: list[str] = Field(
+        [],
+        description="directories user code is imported from (after the config's own), relative to it",
+    )
 
     @model_validator(mode="after")
     def _cross_check(self) -> RunConfig:
