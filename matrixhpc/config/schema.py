@@ -296,7 +296,7 @@ class RunConfig(Strict):
     # config; loading puts the config's own directory first (config/loading.py)
     python_path: list[str] = Field(
         [],
-        description="directories user code is imported from (after the config's own), relative to it",
+        description="directories user code is imported from, after the config's own",
     )
 
     @model_validator(mode="after")
