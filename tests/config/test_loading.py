@@ -559,3 +559,14 @@ def test_fingerprint_independent_of_key_order() -> None:
 
 def test_validate_returns_a_run_config() -> None:
     assert isinstance(validate(_hello()), RunConfig)
+
+
+def test_graph_edges_given_as_a_list_say_what_the_shape_is() -> None:
+    """The first guess of a new user (a list of {from, to, when}) is refused with the
+    shape that works."""
+    edges = "routing.edges=[{from: writer, to: editor}]"
+    with pytest.raises(ConfigError) as info:
+        load_config(HELLO, ["routing.kind=graph", "routing.start=writer", edges])
+    reason = dict(info.value.problems)["routing.edges"]
+    assert "{writer: checker}" in reason
+    assert "not a list" in reason
