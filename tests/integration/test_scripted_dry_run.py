@@ -128,9 +128,13 @@ def _workflow(tmp_path: Path, rows: int) -> Path:
         "roles": {
             "writer": {"service": "llm", "prompt": "{{ row.topic }}"},
             "checker": {"service": "llm", "prompt": LATEST_DRAFT},
-            "verdict": {"kind": "python", "function": "steps:verdict"},
+            "verdict": {
+                "kind": "python",
+                "function": "steps:verdict",
+                "sets": ["valid", "feedback", "rounds"],
+            },
             "reviser": {"service": "llm", "prompt": "Fix: {{ state.feedback }}"},
-            "publisher": {"kind": "python", "function": "steps:publish"},
+            "publisher": {"kind": "python", "function": "steps:publish", "sets": ["published"]},
         },
         "routing": {
             "kind": "graph",
