@@ -323,6 +323,8 @@ class Sim:
         self.workers = [SimWorker(self, i, i in sample) for i in range(n)]
         self.replicas = [self._replica(r) for r in range(replicas)]
         self.progress: Any = None if baseline else StatusReader(root)
+        if self.progress is not None:  # its re-reads of status files on the simulated clock
+            self.progress.files.clock = self.clock
 
     def clock(self) -> float:
         return 1_700_000_000.0 + self.t

@@ -202,10 +202,11 @@ def sbatch_export(
 @click.option("--watch", type=float, default=0, help="Refresh every N seconds.")
 def status(run_dir: Path, as_json: bool, watch: float) -> None:
     """Progress of a run, live or finished."""
-    from matrixhpc.status import read_status, render
+    from matrixhpc.status import StatusReader, render
 
+    reader = StatusReader(run_dir)  # --watch: later looks read only what changed
     while True:
-        st = read_status(run_dir)
+        st = reader.read()
         if as_json:
             payload = {
                 "run": st.run,
