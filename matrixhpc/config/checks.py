@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import jinja2
 
+from .sandboxes import sandbox_problems
+
 if TYPE_CHECKING:
     from .schema import RoleConfig, RunConfig
 
@@ -38,6 +40,7 @@ def cross_problems(cfg: RunConfig) -> Problems:
         problems += _role_problems(cfg, name, role)
     problems += _routing_problems(cfg)
     problems += _group_problems(cfg)
+    problems += sandbox_problems(cfg)
     for name, svc in cfg.services.items():
         if svc.engine == "external" and not svc.url:
             problems.append((f"services.{name}.url", "engine 'external' needs a url"))

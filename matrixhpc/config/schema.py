@@ -26,6 +26,7 @@ from matrixhpc.llm.engines.simulated.profiles import DEFAULT_PROFILE, PROFILES
 from .bounds import INT64_MAX, INT64_MIN, duration, integer, unknown_name
 from .checks import cross_problems
 from .errors import ConfigError
+from .sandboxes import SandboxConfig
 
 Engine = Literal["simulated", "llamacpp", "vllm", "external"]
 #: a Slurm time limit given as whole minutes
@@ -83,7 +84,7 @@ class ServiceConfig(Strict):
 
 
 class RoleConfig(Strict):
-    kind: Literal["llm", "python", "custom"] = "llm"
+    kind: Literal["llm", "python", "custom", "sandbox"] = "llm"
     service: str | None = None
     system: str | None = None  # Jinja template
     prompt: str | None = None  # Jinja template: the opening user message
@@ -92,6 +93,11 @@ class RoleConfig(Strict):
     function: str | None = None  # python: "module:function"
     class_: str | None = Field(None, alias="class")  # custom: "module:Class"
     options: dict[str, Any] = {}
+    sandbox: str | None = None  # the task's sandbox this role uses (config/sandboxes.py)
+    command: str | None = None  # sandbox: Jinja template of the command (sh -c)
+    code_from: str | None = None  # sandbox: run the last code block of this role's reply
+    stdin: str | None = None  # sandbox: Jinja template of the command's input
+    fail_on_limit: bool = False  # sandbox: a limit hit fails the step (else only recorded)
 
 
 class EdgeConfig(Strict):
@@ -213,6 +219,7 @@ class RunConfig(Strict):
     name: str = "run"
     seed: int = integer(0, INT64_MIN, INT64_MAX, "run seed (64-bit)")
     services: dict[str, ServiceConfig] = {}
+    sandboxes: dict[str, SandboxConfig] = {}
     roles: dict[str, RoleConfig]
     routing: RoutingConfig
     dataset: DatasetConfig

@@ -17,15 +17,17 @@ from matrixhpc.sandbox.slots import Slot
 class Backend(Protocol):
     kind: str
     enforcement: str  # how memory and pids are limited here (see limits)
-    host_env: dict[str, str]  # environment of the host command (beyond PATH)
 
     async def start(self, slot: Slot) -> None:
         """Make ``slot`` ready for execs (its directories exist and are empty); raises
         SandboxError when it cannot (start timeout, a failed readiness probe)."""
         ...
 
-    def exec_argv(self, slot: Slot, argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
-        """The host command that runs ``argv`` in ``slot`` with ``env`` inside."""
+    def exec_argv(
+        self, slot: Slot, argv: Sequence[str], env: Mapping[str, str]
+    ) -> tuple[list[str], dict[str, str]]:
+        """The host command that runs ``argv`` in ``slot`` with ``env`` inside, and the
+        host environment it needs."""
         ...
 
     def identity(self, slot: Slot) -> Identity:

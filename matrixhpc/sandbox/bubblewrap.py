@@ -34,7 +34,6 @@ def find_bwrap() -> str | None:
 
 class BubblewrapBackend:
     kind = "bubblewrap"
-    host_env: dict[str, str] = {}
 
     def __init__(self, spec: SandboxSpec, bwrap: str | None = None) -> None:
         found = bwrap or find_bwrap()
@@ -49,7 +48,9 @@ class BubblewrapBackend:
     async def start(self, slot: Slot) -> None:
         slot.make_dirs()
 
-    def exec_argv(self, slot: Slot, argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
+    def exec_argv(
+        self, slot: Slot, argv: Sequence[str], env: Mapping[str, str]
+    ) -> tuple[list[str], dict[str, str]]:
         spec = self.spec
         args = [*rlimit_prefix(spec.limits, own_uid=spec.uid_base is not None), self.bwrap]
         args += ["--unshare-all", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
@@ -61,7 +62,7 @@ class BubblewrapBackend:
         args += ["--remount-ro", "/", "--chdir", WORKDIR, "--clearenv"]
         for key, value in env.items():
             args += ["--setenv", key, value]
-        return [*args, "--", *argv]
+        return [*args, "--", *argv], {}
 
     def identity(self, slot: Slot) -> Identity:
         return Identity(slot.uid, slot.gid)

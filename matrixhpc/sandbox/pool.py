@@ -89,11 +89,16 @@ class Pool:
                 "sandbox %s: network: host — sandboxed code can reach the network", self.spec.name
             )
 
-    async def close(self) -> None:
-        """Stop every slot and remove their directories."""
+    async def close(self, *, run_finished: bool = False) -> None:
+        """Stop every slot and remove their directories. At the end of the whole run
+        also whatever any worker of the run left on this node (a worker killed for good
+        and never restarted): nothing of the run can still be using a sandbox then."""
         for slot in list(self.slots):
             await self._drop(slot)
         self.leases.clear()
+        if run_finished:
+            with contextlib.suppress(SandboxError, OSError):
+                await self.backend.stop_orphans(f"mx-{self.spec.run_id}-")
         with contextlib.suppress(OSError):
             wipe(self.root)
 
@@ -247,7 +252,7 @@ class Pool:
         its runtime failed (the slot is then broken: replaced at its release)."""
         if slot.state == BROKEN or slot.generation != generation:
             raise SandboxError(f"sandbox {self.spec.name}: the slot was replaced")
-        host = self.backend.exec_argv(slot, argv, {**self.env, **(env or {})})
+        host, host_env = self.backend.exec_argv(slot, argv, {**self.env, **(env or {})})
         slot.execs += 1
         self.counts["execs"] += 1
         try:
@@ -257,7 +262,7 @@ class Pool:
                 wall_s=limits.wall_s,
                 grace_s=limits.grace_s,
                 output_bytes=limits.output_bytes,
-                env={"PATH": os.environ.get("PATH", BASE_ENV["PATH"]), **self.backend.host_env},
+                env={"PATH": os.environ.get("PATH", BASE_ENV["PATH"]), **host_env},
                 cwd=str(slot.dir),
                 identity=self.backend.identity(slot),
             )

@@ -28,9 +28,9 @@ class Sandboxes:
         for pool in self.pools.values():
             await pool.open()
 
-    async def close(self) -> None:
+    async def close(self, *, run_finished: bool = False) -> None:
         for pool in self.pools.values():
-            await pool.close()
+            await pool.close(run_finished=run_finished)
 
     async def acquire(self, name: str, key: str) -> tuple[SlotSandbox, bool]:
         pool = self.pools.get(name)
@@ -52,7 +52,7 @@ class Sandboxes:
     def stats(self) -> dict[str, dict[str, Any]]:
         return {name: pool.stats() for name, pool in self.pools.items()}
 
-    async def reap_forever(self, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    async def maintain(self, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         """The idle reaper: a round every few seconds (``sleep`` is the worker's clock)."""
         if not self.pools:
             return

@@ -58,10 +58,13 @@ class Slot:
         return self.uid
 
     def make_dirs(self) -> None:
-        """Fresh, empty ``work`` and ``tmp`` owned by the slot's uid (mode 0700)."""
+        """Empty ``work`` and ``tmp`` owned by the slot's uid (mode 0700). Emptied in
+        place, not replaced: a live instance has them bind-mounted."""
         for path in (self.work, self.tmp):
-            wipe(path)
-            path.mkdir(parents=True, mode=0o700)
+            path.mkdir(parents=True, mode=0o700, exist_ok=True)
+            for entry in list(path.iterdir()):
+                wipe(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+            os.chmod(path, 0o700)
             if self.uid is not None:
                 os.chown(path, self.uid, self.uid)
         os.chmod(self.dir, 0o711 if self.uid is not None else 0o700)

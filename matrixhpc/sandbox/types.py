@@ -14,7 +14,7 @@ sandbox when the task leaves, and a test all speak the same small API:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -115,4 +115,8 @@ class SandboxProvider(Protocol):
 
     def stats(self) -> dict[str, dict[str, Any]]:
         """Per sandbox: size, busy, starting, failed, execs, limit hits (for `status`)."""
+        ...
+
+    async def maintain(self, sleep: Callable[[float], Awaitable[None]]) -> None:
+        """Run for the worker's life: the pools' idle reaper, on the worker's clock."""
         ...

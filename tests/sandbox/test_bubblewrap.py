@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sandbox_helpers import bwrap_spec, needs_bwrap
+from sandbox_fixtures import bwrap_spec, needs_bwrap
 
 from matrixhpc.sandbox.bubblewrap import BubblewrapBackend
 from matrixhpc.sandbox.pool import Pool
