@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: install run test lint typecheck clean slurm-packages slurm-up slurm-down slurm-status test-slurm \
-	sandbox-tools
+	sandbox-tools sandbox-images
 
 install: $(STAMP)
 
@@ -23,7 +23,7 @@ run: install
 	$(BIN)/matrixhpc run configs/coral.yaml --local $(ARGS)
 
 # The test suite, as CI runs it (the Slurm tests start and stop their own cluster).
-test: install slurm-packages sandbox-tools lint typecheck
+test: install slurm-packages sandbox-tools sandbox-images lint typecheck
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 # Debian packages for the local Slurm cluster (tests marked slurm); instant once installed.
@@ -36,6 +36,11 @@ slurm-packages:
 # sandbox tests then skip with the reason.
 sandbox-tools:
 	bash scripts/install-sandbox-tools.sh || [ $$? -eq 2 ]
+
+# The sandbox images (containers/*.def -> containers/*.sif, from Debian's archive, no Docker
+# Hub); kept while newer than their .def. Exit 2 = cannot build here: Apptainer tests skip.
+sandbox-images: sandbox-tools
+	bash containers/build.sh || [ $$? -eq 2 ]
 
 slurm-up: slurm-packages
 	slurm/local-cluster.sh up

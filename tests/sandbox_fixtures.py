@@ -60,3 +60,37 @@ async def bwrap_pool(scratch: Path) -> AsyncIterator[Pool]:
     await pool.open()
     yield pool
     await pool.close()
+
+
+IMAGE = Path(__file__).resolve().parents[1] / "containers" / "tools.sif"
+
+
+def apptainer_missing() -> str | None:
+    """Why the Apptainer tests cannot run here, or None."""
+    from matrixhpc.sandbox.apptainer import find_apptainer
+
+    if find_apptainer() is None:
+        return "apptainer not installed (make sandbox-tools installs it)"
+    if not IMAGE.is_file():
+        return f"no {IMAGE.name} (make sandbox-images builds it)"
+    return None
+
+
+def apptainer_spec(scratch: Path, **changes: object) -> SandboxSpec:
+    fields: dict[str, object] = {"backend": "apptainer", "image": str(IMAGE), "uid_base": None}
+    fields.update(changes)
+    return bwrap_spec(scratch, **fields)
+
+
+@pytest_asyncio.fixture
+async def apptainer_pool(scratch: Path) -> AsyncIterator[Pool]:
+    from matrixhpc.sandbox.apptainer import ApptainerBackend
+
+    missing = apptainer_missing()
+    if missing:
+        pytest.skip(missing)
+    spec = apptainer_spec(scratch)
+    pool = Pool(spec, ApptainerBackend(spec))
+    await pool.open()
+    yield pool
+    await pool.close()
