@@ -4,11 +4,12 @@ The command is a Jinja template over the task (as prompts are), or the last fenc
 block of a named role's latest reply (``code_from``): the block is written to
 ``main.<ext>`` in the sandbox's working directory and run with the interpreter of its
 language tag (``python`` -> ``python3 main.py``, ``sh``/``bash`` -> ``sh main.sh``), unless a
-``command`` says how (it sees ``file`` and ``lang``). The turn's content is what the
-command printed and its exit status, which an LLM role sees in its dialogue; its data
-has the exit code, signal, ``timed_out``, the limit hit and ``error``, and the byte
-counts; ``state.<role>`` gets ``{ok, exit_code, limit}`` for routing conditions. A limit
-hit is recorded and the run goes on (``fail_on_limit: true`` makes it fail the step).
+``command`` says how (it sees ``file`` and ``lang``; with a command, a reply without a code
+block still runs it, so that e.g. the tests report the missing solution). The turn's
+content is what the command printed and its exit status, which an LLM role sees in its
+dialogue; its data has the exit code, signal, ``timed_out``, the limit hit and ``error``,
+and the byte counts; ``state.<role>`` gets ``{ok, exit_code, limit}`` for routing
+conditions. A limit hit is recorded and the run goes on (``fail_on_limit: true`` makes it fail the step).
 """
 
 from __future__ import annotations
@@ -71,13 +72,14 @@ class SandboxAgent(Agent):
         default, lang = None, ""
         if self.code_from is not None:
             found = last_code_block((task.last_turn(self.code_from) or {}).get("content", ""))
-            if found is None:
+            if found is None and self.command is None:
                 return self._no_code(task, box, started)
-            lang, code = found
-            ext, runner = RUNNERS.get(lang, ("txt", ""))
-            values.update(file=f"main.{ext}", lang=lang)
-            await box.write_file(values["file"], code)
-            default = f"{runner} {values['file']}" if runner else None
+            if found is not None:  # else the command runs without it and says so itself
+                lang, code = found
+                ext, runner = RUNNERS.get(lang, ("txt", ""))
+                values.update(file=f"main.{ext}", lang=lang)
+                await box.write_file(values["file"], code)
+                default = f"{runner} {values['file']}" if runner else None
         command = self.command.render(values) if self.command else default
         if command is None:
             return self._no_code(task, box, started, f"no interpreter for ```{lang} blocks")

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from matrixhpc.sandbox.limits import cgroups_for_apptainer, rlimit_prefix
-from matrixhpc.sandbox.process import Finished, Identity, run_bounded
+from matrixhpc.sandbox.process import Finished, run_bounded
 from matrixhpc.sandbox.slots import Slot, run_root
 from matrixhpc.sandbox.spec import WORKDIR, SandboxSpec
 from matrixhpc.sandbox.types import SandboxError
@@ -169,9 +169,6 @@ class ApptainerBackend:
         inner = [] if self.cgroups else rlimit_prefix(self.spec.limits, own_uid=False)
         command = [self.binary, "exec", "--cleanenv", "--pwd", WORKDIR]
         return [*command, f"instance://{self.instance(slot)}", *inner, *argv], host_env
-
-    def identity(self, slot: Slot) -> Identity:  # noqa: ARG002  (the worker's own user)
-        return Identity()
 
     def failure(self, returncode: int | None, stderr: str) -> str | None:
         """Apptainer's own failures (an instance that is gone) exit 255 with FATAL."""

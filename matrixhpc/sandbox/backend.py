@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from matrixhpc.sandbox.process import Identity
 from matrixhpc.sandbox.slots import Slot
 
 
@@ -28,10 +27,6 @@ class Backend(Protocol):
     ) -> tuple[list[str], dict[str, str]]:
         """The host command that runs ``argv`` in ``slot`` with ``env`` inside, and the
         host environment it needs."""
-        ...
-
-    def identity(self, slot: Slot) -> Identity:
-        """Who the host command runs as."""
         ...
 
     def failure(self, returncode: int | None, stderr: str) -> str | None:

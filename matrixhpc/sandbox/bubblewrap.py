@@ -19,7 +19,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from matrixhpc.sandbox.limits import rlimit_prefix
-from matrixhpc.sandbox.process import Identity
 from matrixhpc.sandbox.slots import Slot
 from matrixhpc.sandbox.spec import WORKDIR, SandboxSpec
 from matrixhpc.sandbox.types import SandboxError
@@ -52,7 +51,10 @@ class BubblewrapBackend:
         self, slot: Slot, argv: Sequence[str], env: Mapping[str, str]
     ) -> tuple[list[str], dict[str, str]]:
         spec = self.spec
-        args = [*rlimit_prefix(spec.limits, own_uid=spec.uid_base is not None), self.bwrap]
+        args = rlimit_prefix(spec.limits, own_uid=spec.uid_base is not None)
+        if slot.uid is not None:  # its own uid (root only); setpriv: any event loop can run it
+            args += ["setpriv", f"--reuid={slot.uid}", f"--regid={slot.gid}", "--clear-groups"]
+        args.append(self.bwrap)
         args += ["--unshare-all", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
         if spec.network == "host":
             args.append("--share-net")
@@ -63,9 +65,6 @@ class BubblewrapBackend:
         for key, value in env.items():
             args += ["--setenv", key, value]
         return [*args, "--", *argv], {}
-
-    def identity(self, slot: Slot) -> Identity:
-        return Identity(slot.uid, slot.gid)
 
     def failure(self, returncode: int | None, stderr: str) -> str | None:
         """bwrap's own errors (namespaces refused, a missing path) come as ``bwrap: ...``;

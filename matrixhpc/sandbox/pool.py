@@ -264,7 +264,6 @@ class Pool:
                 output_bytes=limits.output_bytes,
                 env={"PATH": os.environ.get("PATH", BASE_ENV["PATH"]), **host_env},
                 cwd=str(slot.dir),
-                identity=self.backend.identity(slot),
             )
         except OSError as exc:
             raise SandboxError(f"sandbox {self.spec.name}: cannot run: {exc}") from exc

@@ -32,14 +32,6 @@ class Finished:
     duration: float
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who the host process runs as (a sandbox slot's own uid when the worker is root)."""
-
-    uid: int | None = None
-    gid: int | None = None
-
-
 async def run_bounded(
     argv: Sequence[str],
     *,
@@ -49,7 +41,6 @@ async def run_bounded(
     output_bytes: int,
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
-    identity: Identity = Identity(),
 ) -> Finished:
     """Run ``argv`` to its end or its wall time; raises OSError if it cannot be started."""
     started = time.monotonic()
@@ -61,9 +52,6 @@ async def run_bounded(
         env=dict(env) if env is not None else None,
         cwd=cwd,
         start_new_session=True,
-        user=identity.uid,
-        group=identity.gid,
-        extra_groups=[] if identity.gid is not None else None,
     )
     out, err = HeadTail(output_bytes), HeadTail(output_bytes)
     assert proc.stdout is not None
