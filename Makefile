@@ -4,7 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck clean slurm-packages slurm-up slurm-down slurm-status test-slurm
+.PHONY: install run test lint typecheck clean slurm-packages slurm-up slurm-down slurm-status test-slurm \
+	sandbox-tools sandbox-images
 
 install: $(STAMP)
 
@@ -22,13 +23,24 @@ run: install
 	$(BIN)/matrixhpc run configs/coral.yaml --local $(ARGS)
 
 # The test suite, as CI runs it (the Slurm tests start and stop their own cluster).
-test: install slurm-packages lint typecheck
+test: install slurm-packages sandbox-tools sandbox-images lint typecheck
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 # Debian packages for the local Slurm cluster (tests marked slurm); instant once installed.
 # Exit 2 = cannot install here (no apt-get / not root): the slurm tests then skip with the reason.
 slurm-packages:
 	bash slurm/install-packages.sh || [ $$? -eq 2 ]
+
+# The tool-sandbox backends: bubblewrap (Debian) and Apptainer (sid's .deb in a private prefix,
+# /opt/matrixhpc/apptainer); instant once installed. Exit 2 = cannot install here: the
+# sandbox tests then skip with the reason.
+sandbox-tools:
+	bash scripts/install-sandbox-tools.sh || [ $$? -eq 2 ]
+
+# The sandbox images (containers/*.def -> containers/*.sif, from Debian's archive, no Docker
+# Hub); kept while newer than their .def. Exit 2 = cannot build here: Apptainer tests skip.
+sandbox-images: sandbox-tools
+	bash containers/build.sh || [ $$? -eq 2 ]
 
 slurm-up: slurm-packages
 	slurm/local-cluster.sh up

@@ -6,13 +6,17 @@ and from the worker (which should not know how roles are declared).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from matrixhpc.agents.base import Agent
 from matrixhpc.agents.llm import LLMAgent
 from matrixhpc.agents.python import PythonAgent
+from matrixhpc.agents.sandbox import SandboxAgent
 from matrixhpc.config import RoleConfig, RoutingConfig, RunConfig
 from matrixhpc.data.manifest import write_manifest
 from matrixhpc.imports import import_object, use_python_path
@@ -24,6 +28,11 @@ from matrixhpc.routing import FunctionRouter, GraphRouter, Router, SequentialRou
 from matrixhpc.rundir import RunDir
 from matrixhpc.runtime.assemble import assemble_worker
 from matrixhpc.runtime.spec import WorkerSpec
+from matrixhpc.sandbox.factory import make_sandboxes, slot_uid_base
+from matrixhpc.sandbox.limits import uid_per_slot
+from matrixhpc.sandbox.service import Sandboxes
+from matrixhpc.sandbox.spec import SandboxSpec
+from matrixhpc.sandbox.types import Limits, SandboxError
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +53,24 @@ def build_agent(name: str, role: RoleConfig, cfg: RunConfig) -> Agent:
     if role.kind == "python":
         assert role.function is not None
         return PythonAgent(name, import_object(role.function), role.options)
+    if role.kind == "sandbox":
+        assert role.sandbox is not None
+        return SandboxAgent(
+            name,
+            sandbox=role.sandbox,
+            command=role.command,
+            code_from=role.code_from,
+            stdin=role.stdin,
+            fail_on_limit=role.fail_on_limit,
+            options=role.options,
+        )
     assert role.class_ is not None
     cls = import_object(role.class_)
     if not (isinstance(cls, type) and issubclass(cls, Agent)):
         raise TypeError(f"roles.{name}.class: {role.class_} is not an Agent subclass")
     agent: Agent = cls(name, role.options)
+    if role.sandbox is not None:  # the sandbox its TaskSandbox.open should use
+        agent.resources = replace(agent.resources, sandbox=role.sandbox)
     return agent
 
 
@@ -127,6 +149,45 @@ def worker_spec(cfg: RunConfig, run_dir: Path, index: int) -> WorkerSpec:
     )
 
 
+def sandbox_specs(cfg: RunConfig, run_dir: Path, index: int) -> list[SandboxSpec]:
+    """The specs of worker ``index``'s pools (``sandboxes:`` in the config)."""
+    run_id = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:8]
+    specs = []
+    for ordinal, (name, box) in enumerate(cfg.sandboxes.items()):
+        own_uids = box.backend == "bubblewrap" and uid_per_slot()
+        limits = box.limits
+        specs.append(
+            SandboxSpec(
+                name=name,
+                backend=box.backend,
+                image=box.image,
+                pool=box.pool,
+                network=box.network,
+                limits=Limits(
+                    limits.wall_s, limits.grace_s, limits.memory, limits.pids, limits.output_bytes
+                ),
+                start_timeout=box.start_timeout,
+                idle_s=box.idle_s,
+                keep_s=box.keep_s,
+                acquire_timeout=box.acquire_timeout,
+                scratch=Path(box.scratch or os.environ.get("TMPDIR") or tempfile.gettempdir()),
+                env=dict(box.env),
+                uid_base=slot_uid_base(index, ordinal, len(cfg.sandboxes)) if own_uids else None,
+                run_id=run_id,
+                owner=f"w{index:03d}",
+            )
+        )
+    return specs
+
+
+def build_sandboxes(cfg: RunConfig, run_dir: Path, index: int, roles: list[str]) -> Sandboxes:
+    """The pools of the sandboxes that worker ``index``'s roles use (none: no pools)."""
+    used = {cfg.roles[role].sandbox for role in roles}
+    apptainer = next((b.apptainer for b in cfg.sandboxes.values() if b.apptainer), None)
+    specs = [s for s in sandbox_specs(cfg, run_dir, index) if s.name in used]
+    return make_sandboxes(specs, apptainer)
+
+
 def scan_interval(workers: int) -> float:
     """Seconds between registry scans: every worker scans every worker's file, so the
     metadata load on a shared filesystem grows with workers squared unless the
@@ -175,6 +236,12 @@ async def run_worker(run_dir: Path, index: int) -> bool:
         scan_interval=scan_interval(cfg.workers.count),
         full_every=full_reread(cfg.workers.count),
     )
+    try:  # first: a killed incarnation's sandboxes are stopped before anything runs
+        sandboxes = build_sandboxes(cfg, run_dir, index, roles)
+        await sandboxes.open()
+    except (SandboxError, OSError) as exc:
+        log.error("worker not started: sandboxes: %s", exc)
+        return False
     client = LLMClient(RegistryReplicaSource(registry), client_policies(cfg))
     worker = assemble_worker(
         worker_spec(cfg, run_dir, index),
@@ -182,11 +249,14 @@ async def run_worker(run_dir: Path, index: int) -> bool:
         build_router(cfg.routing),
         client,
         registry,
+        sandboxes if sandboxes.names() else None,
     )
+    completed = False
     try:
         completed = await worker.run()
     finally:
         await client.close()
+        await sandboxes.close(run_finished=completed)
     if completed and index == 0:  # whoever launched the run may be gone (Slurm, detached)
         try:
             write_manifest(rd.output, rd.run_info, cfg, "finished")

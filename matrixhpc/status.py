@@ -261,7 +261,35 @@ def render(status: RunStatus) -> str:
     for service, entries in status.replicas.items():
         names = ", ".join(f"{e['name']}@{e.get('url', '?')}" for e in entries) or "none live"
         lines.append(f"service {service}: {len(entries)} live replica(s): {names}")
-    return "\n".join(lines + _render_clients(status.clients))
+    return "\n".join(lines + _render_clients(status.clients) + _render_sandboxes(status.workers))
+
+
+SANDBOX_COLUMNS = ("size", "live", "busy", "parked", "starting", "failed", "starts", "execs")
+
+
+def _render_sandboxes(workers: list[dict[str, Any]]) -> list[str]:
+    """Each worker's sandbox pools: slots, what they do, instance starts, execs, limit hits."""
+    rows = [
+        (w.get("worker", "?"), name, pool)
+        for w in workers
+        for name, pool in sorted((w.get("sandboxes") or {}).items())
+    ]
+    if not rows:
+        return []
+    lines = [
+        "",
+        f"{'sandbox':16} {'worker':8} "
+        + " ".join(f"{c:>8}" for c in SANDBOX_COLUMNS)
+        + "  limit hits / enforcement",
+    ]
+    for worker, name, pool in rows:
+        hits = " ".join(f"{k}={v}" for k, v in (pool.get("limit_hits") or {}).items() if v)
+        lines.append(
+            f"{name[:16]:16} {worker:8} "
+            + " ".join(f"{pool.get(c, 0):>8}" for c in SANDBOX_COLUMNS)
+            + f"  {hits or 'none'} / {pool.get('backend', '?')}: {pool.get('enforcement', '?')}"
+        )
+    return lines
 
 
 def _render_clients(clients: dict[str, dict[str, dict[str, float]]]) -> list[str]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from matrixhpc.llm.metadata import ROLE, TASK, TURN
 from matrixhpc.llm.types import ChatClient
+from matrixhpc.sandbox.types import SandboxProvider
 from matrixhpc.task import Task, Turn
 
 
@@ -21,7 +22,7 @@ class Resources:
     """What a role needs from the node it runs on."""
 
     llm_service: str | None = None
-    sandbox_image: str | None = None
+    sandbox: str | None = None  # a name in the config's sandboxes
 
 
 @dataclass(slots=True)
@@ -31,6 +32,9 @@ class AgentContext:
     llm: ChatClient
     worker: str
     extras: dict[str, Any] = field(default_factory=dict)
+    # the tasks' sandboxes on this worker (None: the config has none); agents use them
+    # through matrixhpc.agents.sandboxing.TaskSandbox
+    sandboxes: SandboxProvider | None = None
 
 
 class Agent(ABC):

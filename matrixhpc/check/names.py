@@ -32,8 +32,10 @@ _JINJA_GLOBALS = tuple(jinja2.Environment().globals)
 
 def known_state_keys(cfg: RunConfig) -> set[str]:
     keys = set(BUILTIN_STATE) | set(cfg.state)
-    for role in cfg.roles.values():
+    for name, role in cfg.roles.items():
         keys.update(role.sets)
+        if role.kind == "sandbox":  # its result, {ok, exit_code, limit}, for conditions
+            keys.add(name)
     return keys
 
 

@@ -14,6 +14,7 @@ from jinja2 import nodes
 from jinja2.parser import Parser
 
 from .bounds import did_you_mean, unknown_name
+from .sandboxes import sandbox_problems
 
 if TYPE_CHECKING:
     from .schema import RoleConfig, RunConfig
@@ -51,6 +52,7 @@ def cross_problems(cfg: RunConfig) -> Problems:
     problems += _routing_problems(cfg)
     problems += _group_problems(cfg)
     problems += _script_problems(cfg)
+    problems += sandbox_problems(cfg)
     for name, svc in cfg.services.items():
         if svc.engine == "external" and not svc.url:
             problems.append((f"services.{name}.url", "engine 'external' needs a url"))

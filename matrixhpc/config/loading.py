@@ -48,10 +48,19 @@ def apply_override(data: dict[str, Any], parts: list[str], value: Any) -> None:
 
 
 def _absolutise(data: dict[str, Any], base: Path) -> None:
+    """Paths relative to the config file: the dataset's and the sandboxes' images."""
     dataset = data.get("dataset")
     if isinstance(dataset, dict) and isinstance(dataset.get("path"), str):
-        path = Path(dataset["path"]).expanduser()
-        dataset["path"] = str(path if path.is_absolute() else (base / path).resolve())
+        dataset["path"] = _resolved(dataset["path"], base)
+    sandboxes = data.get("sandboxes")
+    for box in sandboxes.values() if isinstance(sandboxes, dict) else ():
+        if isinstance(box, dict) and isinstance(box.get("image"), str):
+            box["image"] = _resolved(box["image"], base)
+
+
+def _resolved(value: str, base: Path) -> str:
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
 
 
 def _absolutise_python_path(data: dict[str, Any], base: Path) -> None:

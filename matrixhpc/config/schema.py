@@ -27,6 +27,7 @@ from matrixhpc.llm.engines.simulated.profiles import DEFAULT_PROFILE, PROFILES
 from .bounds import INT64_MAX, INT64_MIN, duration, integer, unknown_name
 from .checks import cross_problems
 from .errors import ConfigError
+from .sandboxes import SandboxConfig
 from .script import RoleScriptConfig
 
 Engine = Literal["simulated", "llamacpp", "vllm", "external"]
@@ -98,8 +99,10 @@ class ServiceConfig(Strict):
 
 
 class RoleConfig(Strict):
-    kind: Literal["llm", "python", "custom"] = Field(
-        "llm", description="llm: a prompt to a service; python: a function; custom: an Agent class"
+    kind: Literal["llm", "python", "custom", "sandbox"] = Field(
+        "llm",
+        description="llm: a prompt to a service; python: a function; custom: an Agent class; "
+        "sandbox: a command in the task's sandbox",
     )
     service: str | None = Field(None, description="llm: the service it calls (a key of services)")
     system: str | None = Field(None, description="Jinja template")
@@ -115,6 +118,17 @@ class RoleConfig(Strict):
     )
     sets: list[str] = Field(
         [], description="state keys this role's step sets (python, custom): see `check`"
+    )
+    sandbox: str | None = Field(
+        None, description="the task's sandbox this role uses (a key of sandboxes)"
+    )
+    command: str | None = Field(None, description="sandbox: Jinja template of the command (sh -c)")
+    code_from: str | None = Field(
+        None, description="sandbox: run the last code block of this role's reply"
+    )
+    stdin: str | None = Field(None, description="sandbox: Jinja template of the command's input")
+    fail_on_limit: bool = Field(
+        False, description="sandbox: a limit hit fails the step (else it is only recorded)"
     )
 
 
@@ -280,6 +294,9 @@ class RunConfig(Strict):
     seed: int = integer(0, INT64_MIN, INT64_MAX, "run seed (64-bit)")
     services: dict[str, ServiceConfig] = Field(
         {}, description="LLM services; each replica is one server process or Slurm job"
+    )
+    sandboxes: dict[str, SandboxConfig] = Field(
+        {}, description="tool sandboxes (bubblewrap or Apptainer pools) roles can run commands in"
     )
     roles: dict[str, RoleConfig] = Field(description="the agents, by name")
     routing: RoutingConfig

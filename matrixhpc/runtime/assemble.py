@@ -20,6 +20,7 @@ from matrixhpc.runtime.parts import Collaborators
 from matrixhpc.runtime.spec import WorkerSpec
 from matrixhpc.runtime.transport import Inbox, Outbox
 from matrixhpc.runtime.worker import Worker
+from matrixhpc.sandbox.types import SandboxProvider
 
 
 def journal_for(spec: WorkerSpec) -> Journal:
@@ -38,6 +39,7 @@ def assemble_worker(
     router: Router,
     llm: ChatClient,
     registry: Registry,
+    sandboxes: SandboxProvider | None = None,
 ) -> Worker:
     """A worker on ZeroMQ (CURVE-encrypted with the run's keys when ``spec.encrypt``);
     its sockets and their context are closed when its run ends."""
@@ -51,5 +53,6 @@ def assemble_worker(
         registry=registry,
         llm=llm,
         on_close=context.term,
+        sandboxes=sandboxes,
     )
     return Worker(spec, agents, router, deps)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Collection
 
+from matrixhpc.agents.sandboxing import sandbox_worker
 from matrixhpc.codec import FrameType
 from matrixhpc.runtime.admitter import Admitter, Drive
 from matrixhpc.runtime.clock import Clock
@@ -54,7 +55,7 @@ class Dispatcher:
             return
         if not self.holdings.holds(task):
             return  # a newer copy replaced it here
-        peer = self.peers.pick(task.next)
+        peer = self.peers.pick(task.next, prefer=sandbox_worker(task))
         if peer is None and task.next not in self.roles:
             peer = await self._wait_for_role(task)
         if peer is None:

@@ -72,7 +72,20 @@ class Driver:
         """Run ``task`` here for as long as this worker should, then dispatch it."""
         with self.liveness.drive(task.id):
             if await self._step_here(task):
+                await self._leave_sandboxes(task)
                 await self.dispatcher.dispatch(task)
+
+    async def _leave_sandboxes(self, task: Task) -> None:
+        """A finished task's sandboxes are reset for others; one that moves on keeps them
+        parked here a while (it is sent back here when this worker hosts its next
+        sandbox role, see dispatch; see agents/sandboxing.py for what happens elsewhere)."""
+        boxes = self.ctx.sandboxes
+        if boxes is None or not boxes.holds(task.id):
+            return
+        if task.finished:
+            await boxes.release(task.id)
+        else:
+            boxes.park(task.id)
 
     async def _step_here(self, task: Task) -> bool:
         """Step ``task`` while this worker keeps it; False if it must not be dispatched
@@ -82,7 +95,7 @@ class Driver:
             self.queued -= 1
             self.active += 1
             try:
-                while self.holdings.holds(task) and not task.finished and self._keeps(task.next):
+                while self.holdings.holds(task) and not task.finished and self._keeps(task):
                     await self._step(self.agents[task.next], task)
             except FAULTS as exc:  # not the task's failure: it stays held, as journaled
                 self.fault(f"{type(exc).__name__}: {exc}")
@@ -94,8 +107,16 @@ class Driver:
                 self.active -= 1
         return self.holdings.holds(task)
 
-    def _keeps(self, role: str) -> bool:
-        return role in self.agents and (self.queued == 0 or not self.peers.hosts(role))
+    def _keeps(self, task: Task) -> bool:
+        """Whether to step ``task`` here: this worker hosts its next role and has no queue,
+        or nobody else hosts the role, or the task's sandbox is here (moving it would
+        cost a replay of its sandbox elsewhere)."""
+        role = task.next
+        if role not in self.agents:
+            return False
+        boxes = self.ctx.sandboxes
+        here = boxes is not None and boxes.holds(task.id)
+        return self.queued == 0 or not self.peers.hosts(role) or here
 
     async def _step(self, agent: Agent, task: Task) -> None:
         turn = await run_step(agent, task, self.ctx, self.stats, self.me)

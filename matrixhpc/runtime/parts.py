@@ -23,6 +23,7 @@ from matrixhpc.runtime.inbound import Inbound
 from matrixhpc.runtime.journal import Journal
 from matrixhpc.runtime.leases import Leases
 from matrixhpc.runtime.ports import FrameInbox, FrameOutbox
+from matrixhpc.sandbox.types import SandboxProvider
 
 
 def _nothing() -> None:
@@ -39,6 +40,7 @@ class Collaborators:
     clock: Clock = field(default_factory=SystemClock)
     # run after the inbox and outbox are closed (e.g. terminate their ZeroMQ context)
     on_close: Callable[[], None] = _nothing
+    sandboxes: SandboxProvider | None = None  # the tasks' tool sandboxes on this worker
 
 
 @dataclass

@@ -41,10 +41,21 @@ class PeerDirectory:
         address = entry.get("address")
         return address if isinstance(address, str) else None
 
-    def pick(self, role: str) -> tuple[str, str] | None:
-        """(name, address) of the least-loaded live peer hosting ``role``."""
+    def pick(self, role: str, prefer: str | None = None) -> tuple[str, str] | None:
+        """(name, address) of the least-loaded live peer hosting ``role``; ``prefer`` (the
+        peer holding the task's sandbox) when it is live, hosts the role and is not avoided."""
         best: tuple[float, float, str, str] | None = None
         now = self.registry.clock()
+        if prefer is not None and prefer != self.me:
+            entry = self._entries.get(prefer)
+            if (
+                entry is not None
+                and role in entry.get("roles", ())
+                and entry.get("state") != "exited"
+                and self._avoid.get(prefer, 0.0) <= now
+            ):
+                self._sent[prefer] = self._sent.get(prefer, 0) + 1
+                return prefer, entry["address"]
         for name, entry in self._entries.items():
             if name == self.me or role not in entry.get("roles", ()):
                 continue

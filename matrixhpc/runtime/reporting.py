@@ -197,6 +197,7 @@ class Reporter:
             rerouted=self.handoffs.rerouted,
             journal=self.deps.journal.stats,
             llm=self._llm_stats(),
+            sandboxes=self.deps.sandboxes.stats() if self.deps.sandboxes else {},
             repaired=parts.repaired,
             origin_done=parts.admitter.done.is_set(),
             admission_done=parts.admitter.admission_done,

@@ -69,7 +69,7 @@ class Worker:
         self.router = router
         self.deps = deps
         self.journal = deps.journal
-        self.ctx = AgentContext(llm=deps.llm, worker=spec.name)
+        self.ctx = AgentContext(llm=deps.llm, worker=spec.name, sandboxes=deps.sandboxes)
         self.peers = PeerDirectory(deps.registry, spec.name)
         self.stats = WorkerStats()
         self.liveness = Liveness()
@@ -214,6 +214,8 @@ class Worker:
             "hand-off watcher": self.handoffs.watch(parts.dispatcher.reroute),
             "journal": self._journal_watch(),
         }
+        if self.deps.sandboxes is not None:
+            loops["sandbox reaper"] = self.deps.sandboxes.maintain(self.deps.clock.sleep)
         for name, coro in loops.items():
             self.supervisor.start(coro, name)
 
