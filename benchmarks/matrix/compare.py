@@ -72,9 +72,10 @@ def run_regime(regime: str, w: Workload, rows: Path, work: Path, repeats: int,
                 result = runner(server, w, rows, run_dir, timeout)
                 result.update(regime=regime, framework=fw, repeat=k)
                 result["tasks_per_s"] = result["records_complete"] / max(result["active_s"], 1e-9)
-                result["model_ceiling_tps"] = ceiling(
-                    profile, scale, w, result["mean_prompt_tokens"]
-                )
+                top = ceiling(profile, scale, w, result["mean_prompt_tokens"])
+                result["model_ceiling_tps"] = top
+                if top:  # engine-bound only: the zero engine has no ceiling
+                    result["ceiling_share"] = result["output_tokens_per_s"] / top
                 runs.append(result)
                 print(_line(result), flush=True)
     finally:

@@ -28,6 +28,7 @@ from benchmarks.matrix.records import matrix_turns, matrixhpc_turns, read_jsonl,
 from benchmarks.matrix.server import CounterPoller, SimServer
 from benchmarks.matrix.window import run_figures
 from benchmarks.procs import ProcSampler, descendants
+from matrixhpc.files import read_json
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -131,13 +132,15 @@ def measure(
         sampler.stop()
     figures = run_figures(samples, launched)
     cpu = sampler.cpu_seconds()["framework_cpu_s"]
+    active_cpu = sampler.framework_cpu_since(figures.get("window_start", launched))
     peak = sampler.peak()
     return {
         **figures,
         "exit_code": code,
         "wall_s": exited - launched,
         "cpu_s": cpu,
-        "cpu_s_active": sampler.framework_cpu_since(figures.get("window_start", launched)),
+        "cpu_s_active": active_cpu,
+        "cpu_ms_per_call": 1000 * active_cpu / figures["requests"] if figures["requests"] else 0.0,
         "rss_peak_mb": peak["framework_mb"],
         "processes": max(0, peak["processes"] - 1),  # the server is a descendant too
         "leftover_processes": leftover,
@@ -166,4 +169,7 @@ def run_matrix(server: SimServer, w: Workload, rows: Path, run_dir: Path,
     result = measure(server, argv, run_dir.with_suffix(".log"), timeout, env)
     output = run_dir / "output.jsonl"
     records = read_jsonl([output] if output.exists() else [])
+    timings = read_json(run_dir / "timings.json") or {}
+    if "ray_ready" in timings:  # how much of the start-up is Ray's local cluster
+        result["ray_start_s"] = timings["ray_ready"] - timings["started"]
     return {**result, **tally(records, matrix_turns, w.turns, w.max_tokens)}

@@ -17,13 +17,16 @@ REGIMES = ("engine-bound", "zero-latency")
 COLUMNS = (
     ("framework", "framework", "{}"),
     ("output_tokens_per_s", "out tok/s", "{:.0f}"),
+    ("ceiling_share", "of ceiling", "{:.0%}"),
     ("tasks_per_s", "tasks/s", "{:.2f}"),
     ("mean_running", "mean running", "{:.1f}"),
     ("cpu_s", "CPU s", "{:.1f}"),
     ("cpu_s_active", "CPU s (active)", "{:.1f}"),
+    ("cpu_ms_per_call", "CPU ms/call", "{:.2f}"),
     ("rss_peak_mb", "peak RSS MiB", "{:.0f}"),
     ("processes", "procs", "{:.0f}"),
     ("startup_s", "start-up s", "{:.1f}"),
+    ("ray_start_s", "ray.init s", "{:.1f}"),
     ("records_complete", "complete", "{:.0f}"),
     ("records", "records", "{:.0f}"),
 )
