@@ -111,9 +111,10 @@ def _stop_tree(server_pid: int, grace: float) -> int:
 def measure(
     server: SimServer, argv: list[str], log: Path, timeout: float, env: dict[str, str]
 ) -> dict[str, Any]:
-    """Run ``argv`` to its end against ``server``; the server-side and process figures."""
+    """Run ``argv`` to its end (killed after ``timeout`` s) against ``server``; the
+    server-side and process figures. Processes of the run still alive 30 s after it exited
+    are killed and counted (``leftover_processes``), so the next run starts alone."""
     server.wait_idle()
-    _stop_tree(server.pid, 0.0)
     sampler = ProcSampler(interval=0.25, classify=lambda pid: pid == server.pid).start()
     poller = CounterPoller(server).start()
     launched = time.time()
