@@ -1,12 +1,14 @@
 """Resident memory and CPU time of a design's processes, sampled from /proc (Linux).
 
 A background thread walks the descendants of this (the harness) process every
-``interval`` seconds; engines (``... serve ...`` command lines) are counted apart from the
-framework (workers, dispatcher, the ``matrixhpc run`` launcher). Runs happen one at a
-time, so every descendant belongs to the design being measured. CPU time is each
-process's last sampled user+system time (a process's last ``interval`` before it exits is
-missed: the figures are slightly low), enough to show whether the machine's cores or the
-engines' single threads were saturated.
+``interval`` seconds; engines (by default ``... serve ...`` command lines; ``classify``
+decides) are counted apart from the framework (workers, dispatcher, the ``matrixhpc run``
+launcher). Runs happen one at a time, so every descendant belongs to the design being
+measured. CPU time is each process's last sampled user+system time (a process's last
+``interval`` before it exits is missed: the figures are slightly low), enough to show
+whether the machine's cores or the engines' single threads were saturated. Each sample
+also keeps the framework's CPU seconds so far, so the CPU of a part of a run (after its
+start-up) can be read off.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,11 +30,13 @@ class Sample:
     framework_mb: float
     engine_mb: float
     processes: int
+    framework_cpu_s: float = 0.0  # CPU seconds of every framework process seen so far
 
 
 @dataclass
 class ProcSampler:
     interval: float = 0.5
+    classify: Callable[[int], bool] | None = None  # is this pid an engine? default: is_engine
     samples: list[Sample] = field(default_factory=list)
     cpu: dict[int, tuple[bool, float]] = field(default_factory=dict)  # pid -> (engine, s)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -57,6 +62,11 @@ class ProcSampler:
             "processes": max(s.processes for s in self.samples),
         }
 
+    def framework_cpu_since(self, t: float) -> float:
+        """Framework CPU seconds from the last sample at or before ``t`` to the end."""
+        before = [s.framework_cpu_s for s in self.samples if s.t <= t]
+        return self.cpu_seconds()["framework_cpu_s"] - (before[-1] if before else 0.0)
+
     def cpu_seconds(self) -> dict[str, float]:
         engines = [s for eng, s in self.cpu.values() if eng]
         return {
@@ -72,7 +82,7 @@ class ProcSampler:
             pids = descendants(me)
             for pid in pids:
                 rss = rss_mb(pid)
-                eng = is_engine(pid)
+                eng = (self.classify or is_engine)(pid)
                 if eng:
                     engine += rss
                 else:
@@ -80,7 +90,8 @@ class ProcSampler:
                 cpu = cpu_s(pid)
                 if cpu is not None:
                     self.cpu[pid] = (eng, cpu)
-            self.samples.append(Sample(time.time(), framework, engine, len(pids)))
+            cpu_so_far = sum(s for eng, s in self.cpu.values() if not eng)
+            self.samples.append(Sample(time.time(), framework, engine, len(pids), cpu_so_far))
             self._stop.wait(self.interval)
 
 

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # benchmarks/ is a package at the repository root
-    sys.path.insert(0, str(REPO))
-
-from benchmarks.metadata_strace import classify, count  # noqa: E402
+from benchmarks.metadata_strace import classify, count
 
 ROOT = "/scratch/run"
 LINES = {

@@ -10,24 +10,20 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # benchmarks/ is a package at the repository root
-    sys.path.insert(0, str(REPO))
-
-from benchmarks.dialogue import DialogueTurn, count_turns  # noqa: E402
-from benchmarks.engines import EngineSetup  # noqa: E402
-from benchmarks.workflow import Placement, write_config  # noqa: E402
-from benchmarks.workload import (  # noqa: E402
+from benchmarks.dialogue import DialogueTurn, count_turns
+from benchmarks.engines import EngineSetup
+from benchmarks.workflow import Placement, write_config
+from benchmarks.workload import (
     WorkloadSpec,
     generate,
     read_rows,
     summarize,
     write_dataset,
 )
-from matrixhpc.agents.base import AgentContext  # noqa: E402
-from matrixhpc.build import build_agents, build_router  # noqa: E402
-from matrixhpc.llm.types import ChatResult  # noqa: E402
-from matrixhpc.task import END, Task  # noqa: E402
+from matrixhpc.agents.base import AgentContext
+from matrixhpc.build import build_agents, build_router
+from matrixhpc.llm.types import ChatResult
+from matrixhpc.task import END, Task
 
 
 def test_same_seed_same_rows_other_seed_other_rows() -> None:
