@@ -278,7 +278,8 @@ def _render_sandboxes(workers: list[dict[str, Any]]) -> list[str]:
         return []
     lines = [
         "",
-        f"{'sandbox':16} {'worker':8} " + " ".join(f"{c:>8}" for c in SANDBOX_COLUMNS)
+        f"{'sandbox':16} {'worker':8} "
+        + " ".join(f"{c:>8}" for c in SANDBOX_COLUMNS)
         + "  limit hits / enforcement",
     ]
     for worker, name, pool in rows:
