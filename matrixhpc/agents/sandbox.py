@@ -3,14 +3,15 @@
 The command is a Jinja template over the task (as prompts are), or the last fenced code
 block of a named role's latest reply (``code_from``): the block is written to
 ``main.<ext>`` in the sandbox's working directory and run with the interpreter of its
-language tag (``python`` -> ``python3 main.py``, ``sh``/``bash`` -> ``sh main.sh``), unless a
-``command`` says how (it sees ``file`` and ``lang``; with a command, a reply without a code
-block still runs it, so that e.g. the tests report the missing solution). The turn's
-content is what the command printed and its exit status, which an LLM role sees in its
-dialogue; its data has the exit code, signal, ``timed_out``, the limit hit and ``error``,
-and the byte counts; ``state.<role>`` gets ``{ok, exit_code, limit}`` for routing
-conditions. A limit hit is recorded and the run goes on (``fail_on_limit: true`` makes
-it fail the step).
+language tag (``python`` -> ``python3 main.py``, ``sh``/``bash`` -> ``sh main.sh``), unless
+a ``command`` says how (it sees ``file`` and ``lang``; with a command, a reply without a
+code block still runs it, so that e.g. the tests report the missing solution).
+
+The turn's content is what the command printed and its exit status (an LLM role sees it
+in its dialogue); its data has the exit code, signal, ``timed_out``, the limit hit and
+``error``, and the byte counts; ``state.<role>`` gets ``{ok, exit_code, limit}`` for
+routing conditions. A limit hit is recorded and the run goes on (``fail_on_limit: true``
+makes it fail the step).
 """
 
 from __future__ import annotations

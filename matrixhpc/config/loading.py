@@ -58,6 +58,18 @@ def _absolutise(data: dict[str, Any], base: Path) -> None:
             box["image"] = _resolved(box["image"], base)
 
 
+def _absolutise_images(overridden: dict[str, Any], data: dict[str, Any], cwd: Path) -> None:
+    """A sandbox image given as an override is relative to where the user typed it."""
+    boxes, before = overridden.get("sandboxes"), data.get("sandboxes")
+    if not isinstance(boxes, dict):
+        return
+    for name, box in boxes.items():
+        old = before.get(name) if isinstance(before, dict) else None
+        image = box.get("image") if isinstance(box, dict) else None
+        if isinstance(image, str) and (not isinstance(old, dict) or old.get("image") != image):
+            box["image"] = _resolved(image, cwd)
+
+
 def _resolved(value: str, base: Path) -> str:
     path = Path(value).expanduser()
     return str(path if path.is_absolute() else (base / path).resolve())
@@ -115,6 +127,7 @@ def load_config(
         _absolutise_python_path(overridden, Path.cwd())
     if not resolved:
         _config_dir_first(overridden, config_dir)
+    _absolutise_images(overridden, data, Path.cwd())
     return validate(overridden)
 
 

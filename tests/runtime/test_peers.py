@@ -193,3 +193,18 @@ def test_an_avoided_peer_is_picked_only_when_no_other_can(tmp_path: Path) -> Non
     reg.deregister(KIND, "w2")
     peers.refresh(fresh=True)
     assert peers.pick("a") == ("w1", "tcp://127.0.0.1:5001")  # the only one left
+
+
+def test_the_peer_holding_the_tasks_sandbox_is_preferred_while_it_can_take_the_role(
+    tmp_path: Path,
+) -> None:
+    reg, peers = _dir(tmp_path)
+    _worker(reg, "w1", ["run"], active=90)  # holds the task's sandbox, though busier
+    _worker(reg, "w2", ["run"], active=0)
+    _worker(reg, "w3", ["llm"], active=0)
+    peers.refresh(fresh=True)
+    assert peers.pick("run", prefer="w1") == ("w1", "tcp://127.0.0.1:5001")
+    assert peers.pick("run", prefer="w3") == ("w2", "tcp://127.0.0.1:5002")  # not its role
+    assert peers.pick("run", prefer="w9") == ("w2", "tcp://127.0.0.1:5002")  # gone
+    peers.avoid("w1", 60.0)
+    assert peers.pick("run", prefer="w1") == ("w2", "tcp://127.0.0.1:5002")  # unanswered
