@@ -146,6 +146,7 @@ def worker_spec(cfg: RunConfig, run_dir: Path, index: int) -> WorkerSpec:
         ack_timeout=cfg.workers.ack_timeout,
         encrypt=cfg.workers.encrypt,
         initial_state=cfg.state,
+        sandboxed=bool(cfg.sandboxes),
     )
 
 

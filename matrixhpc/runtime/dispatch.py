@@ -37,6 +37,7 @@ class Dispatcher:
         stats: WorkerStats,
         clock: Clock,
         drive: Drive,
+        sandboxed: bool = False,
     ) -> None:
         self.me = me
         self.roles = roles
@@ -47,6 +48,7 @@ class Dispatcher:
         self.stats = stats
         self.clock = clock
         self.drive = drive
+        self.sandboxed = sandboxed  # only then is a task's history scanned for its holder
         self.waiting: dict[str, int] = {}  # tasks waiting for a worker that hosts a role
 
     async def dispatch(self, task: Task) -> None:
@@ -55,9 +57,10 @@ class Dispatcher:
             return
         if not self.holdings.holds(task):
             return  # a newer copy replaced it here
-        peer = self.peers.pick(task.next, prefer=sandbox_worker(task))
+        prefer = sandbox_worker(task) if self.sandboxed else None
+        peer = self.peers.pick(task.next, prefer=prefer)
         if peer is None and task.next not in self.roles:
-            peer = await self._wait_for_role(task)
+            peer = await self._wait_for_role(task, prefer)
         if peer is None:
             self.drive(task, f"drive {task.id}")
         elif self.holdings.holds(task):
@@ -71,9 +74,9 @@ class Dispatcher:
         else:
             await self.handoffs.send(task, task.origin, FrameType.RETURN)
 
-    async def _wait_for_role(self, task: Task) -> tuple[str, str] | None:
+    async def _wait_for_role(self, task: Task, prefer: str | None) -> tuple[str, str] | None:
         """Wait for a live worker hosting the task's next role (None: the task is no
-        longer this worker's to move)."""
+        longer this worker's to move); the task's sandbox holder first, when it is back."""
         role, poll = task.next, PEER_POLL[0]
         self.waiting[role] = self.waiting.get(role, 0) + 1
         try:
@@ -81,7 +84,7 @@ class Dispatcher:
                 await self.clock.sleep(poll * random.uniform(0.8, 1.2))
                 poll = min(poll * 2, PEER_POLL[1])
                 self.peers.refresh(fresh=True)
-                peer = self.peers.pick(role)
+                peer = self.peers.pick(role, prefer=prefer)
                 if peer is not None:
                     return peer
             return None

@@ -37,3 +37,4 @@ class WorkerSpec:
     ack_timeout: float = 10.0
     encrypt: bool = True
     initial_state: dict[str, Any] = field(default_factory=dict)  # every task starts with it
+    sandboxed: bool = False  # the run configures sandboxes: route a task to its holder

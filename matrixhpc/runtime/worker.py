@@ -143,6 +143,7 @@ class Worker:
             self.stats,
             deps.clock,
             self._job,
+            sandboxed=spec.sandboxed,
         )
         driver = Driver(
             spec.name,

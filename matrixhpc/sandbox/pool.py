@@ -29,7 +29,16 @@ from typing import Any
 from matrixhpc.sandbox.backend import Backend
 from matrixhpc.sandbox.limits import describe, recognise
 from matrixhpc.sandbox.process import Finished, run_bounded
-from matrixhpc.sandbox.slots import BROKEN, BUSY, IDLE, STARTING, Slot, pool_root, wipe
+from matrixhpc.sandbox.slots import (
+    BROKEN,
+    BUSY,
+    IDLE,
+    STARTING,
+    Slot,
+    pool_root,
+    run_root,
+    wipe,
+)
 from matrixhpc.sandbox.spec import WORKDIR, SandboxSpec
 from matrixhpc.sandbox.types import Command, ExecResult, Limits, SandboxError
 
@@ -92,7 +101,8 @@ class Pool:
     async def close(self, *, run_finished: bool = False) -> None:
         """Stop every slot and remove their directories. At the end of the whole run
         also whatever any worker of the run left on this node (a worker killed for good
-        and never restarted): nothing of the run can still be using a sandbox then."""
+        and never restarted), instances and directories: nothing of the run can still
+        be using a sandbox then."""
         for slot in list(self.slots):
             await self._drop(slot)
         self.leases.clear()
@@ -100,7 +110,7 @@ class Pool:
             with contextlib.suppress(SandboxError, OSError):
                 await self.backend.stop_orphans(f"mx-{self.spec.run_id}-")
         with contextlib.suppress(OSError):
-            wipe(self.root)
+            wipe(run_root(self.spec) if run_finished else self.root)
 
     # --------------------------------------------------------------- leases
 
@@ -113,8 +123,7 @@ class Pool:
                 slot.parked_at = None
                 return SlotSandbox(self, slot), False
             await self.release(key)  # broken: replaced; the task starts afresh
-        slot = await asyncio.wait_for(self._free_slot(), self.spec.acquire_timeout)
-        slot.key, slot.parked_at, slot.state = key, None, BUSY
+        slot = await self._claim(key)
         slot.last_used = self.clock()
         self.leases[key] = slot
         return SlotSandbox(self, slot), True
@@ -133,54 +142,90 @@ class Pool:
         if slot is not None:
             await self._recycle(slot)
 
-    async def _free_slot(self) -> Slot:
-        async with self.changed:
-            while True:
+    async def _claim(self, key: str) -> Slot:
+        """A slot for ``key``, marked busy before anyone else can see it free: the
+        warmest idle one, else a new one while the pool is not full, else a parked
+        lease taken back (the oldest), else wait for a release. Only the choice is
+        made under the lock; starting or resetting the slot is not (a reset notifies
+        the waiters, which needs the lock), and the slot goes straight to ``key``.
+        Waiters look again every second: a lease parked meanwhile does not notify."""
+        deadline = self.clock() + self.spec.acquire_timeout
+        while True:
+            async with self.changed:
                 idle = [s for s in self.slots if s.state == IDLE and s.key is None]
                 if idle:
-                    return max(idle, key=lambda s: s.last_used)  # the warmest
+                    slot = max(idle, key=lambda s: s.last_used)  # the warmest
+                    slot.key, slot.parked_at, slot.state = key, None, BUSY
+                    return slot
                 if len(self.slots) < self.spec.pool:
-                    break
-                parked = [s for s in self.slots if s.key is not None and s.parked_at is not None]
-                if parked:
-                    oldest = min(parked, key=lambda s: s.parked_at or 0.0)
-                    self.counts["evicted"] += 1
-                    self.leases.pop(oldest.key or "", None)
-                    await self._recycle(oldest)
+                    starting = self._new_slot(key)
+                    evicted = None
+                else:
+                    starting = None
+                    parked = [
+                        s for s in self.slots if s.key is not None and s.parked_at is not None
+                    ]
+                    evicted = min(parked, key=lambda s: s.parked_at or 0.0) if parked else None
+                    if evicted is not None:
+                        self.counts["evicted"] += 1
+                        self.leases.pop(evicted.key or "", None)
+                        evicted.key, evicted.parked_at = key, None
+                if starting is None and evicted is None:
+                    left = deadline - self.clock()
+                    if left <= 0:
+                        raise SandboxError(
+                            f"sandbox {self.spec.name}: all {self.spec.pool} slot(s) in use "
+                            f"for {self.spec.acquire_timeout:g} s"
+                        )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.changed.wait(), min(1.0, left))
                     continue
-                await self.changed.wait()
-        return await self._start_slot()
+            if starting is not None:
+                return await self._start_slot(starting)
+            assert evicted is not None
+            if await self._recycle(evicted, to=key):
+                return evicted
+            # the evicted slot could not be reset (dropped): there is room to start one
 
-    async def _start_slot(self) -> Slot:
+    def _new_slot(self, key: str) -> Slot:
+        """A slot counted in the pool from now on (starting), reserved for ``key``."""
         index = self._free_index()
         uid = None if self.spec.uid_base is None else self.spec.uid_base + index
-        slot = Slot(index, self.root / str(index), uid=uid)
-        slot.dir.mkdir(mode=0o700, exist_ok=True)
+        slot = Slot(index, self.root / str(index), uid=uid, key=key)
         self.slots.append(slot)
+        return slot
+
+    async def _start_slot(self, slot: Slot) -> Slot:
         self.counts["starts"] += 1
         try:
+            slot.dir.mkdir(mode=0o700, exist_ok=True)
             await asyncio.wait_for(self.backend.start(slot), self.spec.start_timeout)
         except (SandboxError, OSError, TimeoutError) as exc:
             self.counts["failed"] += 1
             await self._drop(slot)
+            await self._notify()
             reason = str(exc) or f"not ready within {self.spec.start_timeout:g} s"
             raise SandboxError(f"sandbox {self.spec.name}: cannot start: {reason}") from exc
+        except BaseException:  # cancelled: the slot must not stay counted as starting
+            await asyncio.shield(self._drop(slot))
+            raise
         slot.generation += 1
-        slot.state = IDLE
+        slot.state = BUSY
         return slot
 
     def _free_index(self) -> int:
         used = {s.index for s in self.slots}
         return next(i for i in range(self.spec.pool + 1) if i not in used)
 
-    async def _recycle(self, slot: Slot) -> None:
-        """Reset ``slot`` for the next task; a slot that cannot be reset is replaced."""
-        slot.key, slot.parked_at = None, None
+    async def _recycle(self, slot: Slot, to: str | None = None) -> bool:
+        """Reset ``slot`` for the next task (``to``: already given to that key, so it
+        is never seen free); a slot that cannot be reset is replaced (False)."""
+        slot.key, slot.parked_at = to, None
         if slot.state != BROKEN:
             try:
                 await self.backend.clean(slot)
                 slot.make_dirs()
-                slot.state = IDLE
+                slot.state = IDLE if to is None else BUSY
                 slot.last_used = self.clock()
             except (SandboxError, OSError) as exc:
                 log.warning(
@@ -190,9 +235,14 @@ class Pool:
                     exc,
                 )
                 slot.state = BROKEN
-        if slot.state == BROKEN:
+        usable = slot.state != BROKEN
+        if not usable:
             self.counts["failed"] += 1
             await self._drop(slot)
+        await self._notify()
+        return usable
+
+    async def _notify(self) -> None:
         async with self.changed:
             self.changed.notify_all()
 
