@@ -31,12 +31,9 @@ per simulated second.
 from __future__ import annotations
 
 import argparse
-import builtins
 import heapq
-import io
 import itertools
 import json
-import os
 import random
 import shutil
 import subprocess
@@ -44,13 +41,13 @@ import sys
 import tempfile
 import time
 import types
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import matrixhpc.files as files_module
+from benchmarks.fs_counting import COUNTS, METADATA, counting
 from matrixhpc.build import full_reread, load_interval, scan_interval, worker_ttl
 from matrixhpc.data.writers import ShardWriter
 from matrixhpc.launch.completion import run_finished
@@ -85,112 +82,6 @@ def _load_baseline_registry() -> types.ModuleType:
 LOAD_CHURN = 0.2  # chance per round that a worker's load (active tasks) has changed
 BUDGET_STEADY = 2000.0  # ops/s for the whole run at 1,000 workers (DESIGN.md)
 BUDGET_BURST = 10000.0
-METADATA = ("open", "stat", "getdents", "rename", "utime", "unlink", "mkdir", "link")
-
-
-class Counts:
-    """Operations by kind, by simulated second, weighted (a sampled reader stands for
-    N / readers workers)."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.weight = 1.0
-        self.on = False
-        self.by_kind: dict[str, float] = defaultdict(float)
-        self.by_second: dict[int, float] = defaultdict(float)
-        self.by_place: dict[tuple[str, str], float] = defaultdict(float)  # (place, kind)
-        self.root: Path | None = None  # the run directory, for :func:`place`
-
-    def hit(self, kind: str, n: float = 1.0, where: Any = None) -> None:
-        if self.on:
-            self.by_kind[kind] += n * self.weight
-            if kind in METADATA:
-                self.by_second[int(self.now)] += n * self.weight
-                self.by_place[(place(self.root, where), kind)] += n * self.weight
-
-    def reset(self) -> None:
-        self.by_kind.clear()
-        self.by_second.clear()
-        self.by_place.clear()
-
-
-def place(root: Path | None, where: Any) -> str:
-    """Which part of the run directory a call touched: ``registry``, ``status``, ``index``
-    (the shard indexes), ``run.json`` or ``other`` (for benchmarks.metadata_strace, which compares
-    these with a real run's). A file descriptor is resolved through /proc."""
-    if isinstance(where, int):
-        try:
-            where = os.readlink(f"/proc/self/fd/{where}")
-        except OSError:
-            return "other"
-    if root is None or not isinstance(where, (str, os.PathLike)):
-        return "other"
-    try:
-        parts = Path(os.fspath(where)).relative_to(root).parts
-    except ValueError:
-        return "other"
-    if parts[:1] in (("registry",), ("status",), ("run.json",)):
-        return parts[0]
-    return "index" if parts[:2] == ("output", ".index") else "other"
-
-
-COUNTS = Counts()
-
-
-@contextmanager
-def counting() -> Iterator[None]:
-    """Wrap the filesystem calls the code under test makes (see the module docstring)."""
-    saved: dict[tuple[Any, str], Any] = {}
-
-    def wrap(owner: Any, attr: str, kind: str, extra: Callable[..., None] | None = None) -> None:
-        real = getattr(owner, attr)
-        saved[(owner, attr)] = real
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            COUNTS.hit(kind, where=args[0] if args else None)
-            if extra is not None:
-                extra(*args)
-            return real(*args, **kwargs)
-
-        setattr(owner, attr, counted)
-
-    def scandir(*args: Any, **kwargs: Any) -> Any:
-        where = args[0] if args else None
-        COUNTS.hit("getdents", where=where)
-        entries = list(real_scandir(*args, **kwargs))
-        COUNTS.hit("getdents", len(entries) // 1000, where=where)
-        return _Listing(entries)
-
-    real_scandir = os.scandir
-    saved[(os, "scandir")] = real_scandir
-    os.scandir = scandir  # type: ignore[assignment]
-    for attr, kind in (
-        ("stat", "stat"),
-        ("replace", "rename"),
-        ("rename", "rename"),
-        ("utime", "utime"),
-        ("unlink", "unlink"),
-        ("mkdir", "mkdir"),
-        ("link", "link"),
-        ("open", "open"),
-        ("fsync", "fsync"),
-    ):
-        wrap(os, attr, kind, (lambda *_: COUNTS.hit("close")) if attr == "open" else None)
-    for owner in (io, builtins):
-        wrap(owner, "open", "open", lambda *_: COUNTS.hit("close"))
-    try:
-        yield
-    finally:
-        for (owner, attr), real in saved.items():
-            setattr(owner, attr, real)
-
-
-class _Listing(list[Any]):
-    def __enter__(self) -> _Listing:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        return None
 
 
 class SimWorker:

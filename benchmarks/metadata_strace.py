@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import metadata as model
+from benchmarks.fs_counting import place
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "metadata_strace.json"
@@ -80,7 +81,7 @@ def classify(line: str, root: str) -> tuple[str, str] | None:
     path = _path(call, args)
     if path is None or not path.startswith(root + "/"):
         return None
-    where = model.place(Path(root), path)
+    where = place(Path(root), path)
     if where not in PLACES:
         return None
     if call in ("openat", "open"):

@@ -135,16 +135,7 @@ class ApptainerBackend:
     async def _probe(self, slot: Slot, deadline: float) -> None:
         """The readiness probe: the instance runs a command."""
         while True:
-            argv, env = self.exec_argv(slot, ["true"], {})
-            done = await run_bounded(
-                argv,
-                stdin=None,
-                wall_s=CALL_S,
-                grace_s=1.0,
-                output_bytes=4096,
-                env=env,
-                cwd=str(slot.dir),
-            )
+            done = await self._exec_in(slot, ["true"])
             if done.returncode == 0:
                 return
             if time.monotonic() + PROBE_EVERY > deadline:
@@ -180,16 +171,7 @@ class ApptainerBackend:
     async def clean(self, slot: Slot) -> None:
         """Stop what the last task left running in the instance (kill -1 reaches every
         process of its pid namespace but its init and the killer itself)."""
-        argv, env = self.exec_argv(slot, ["sh", "-c", "kill -9 -1 2>/dev/null; true"], {})
-        done = await run_bounded(
-            argv,
-            stdin=None,
-            wall_s=CALL_S,
-            grace_s=1.0,
-            output_bytes=4096,
-            env=env,
-            cwd=str(slot.dir),
-        )
+        done = await self._exec_in(slot, ["sh", "-c", "kill -9 -1 2>/dev/null; true"])
         if done.returncode != 0:
             raise SandboxError(f"instance did not answer: {done.stderr.text().strip()}")
 
@@ -214,6 +196,19 @@ class ApptainerBackend:
         for name in names:
             await self._stop(name)
         return len(names)
+
+    async def _exec_in(self, slot: Slot, argv: list[str]) -> Finished:
+        """A short command of the backend's own in the instance (probe, clean)."""
+        host, env = self.exec_argv(slot, argv, {})
+        return await run_bounded(
+            host,
+            stdin=None,
+            wall_s=CALL_S,
+            grace_s=1.0,
+            output_bytes=4096,
+            env=env,
+            cwd=str(slot.dir),
+        )
 
     async def _call(self, args: list[str]) -> Finished:
         return await run_bounded(
